@@ -1,0 +1,159 @@
+"""Runtime configuration: environment variables, ``configure()``, and their validation.
+
+Settings are read once, when the runtime initialises. ``configure()`` overrides the
+environment and must be called before initialisation. A bad environment value never
+breaks ``import mtia_async``: it is reported by ``init()`` (or the first call that
+needs the configuration) as a ``ValueError`` naming the variable and the value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+__all__ = ["ENV_VARS", "Config", "parse_memory", "resolve_config", "validate_setting"]
+
+ENV_VARS = {
+    "device_count": "MTIA_ASYNC_DEVICE_COUNT",
+    "device_memory": "MTIA_ASYNC_DEVICE_MEMORY",
+    "workers": "MTIA_ASYNC_WORKERS",
+}
+
+MAX_DEVICES = 64
+MAX_WORKERS = 256
+_DEFAULT_MEMORY = 16 << 30
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1 << 10,
+    "kib": 1 << 10,
+    "kb": 10**3,
+    "m": 1 << 20,
+    "mib": 1 << 20,
+    "mb": 10**6,
+    "g": 1 << 30,
+    "gib": 1 << 30,
+    "gb": 10**9,
+    "t": 1 << 40,
+    "tib": 1 << 40,
+    "tb": 10**12,
+}
+_MEM_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The settings the runtime was initialised with."""
+
+    device_count: int
+    device_memory: int
+    workers: int
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "...'"
+
+
+def _host_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 1 << 50
+
+
+def default_workers() -> int:
+    """Return the default number of kernel worker threads per device (cores, at least 2)."""
+    return max(2, os.cpu_count() or 2)
+
+
+def parse_memory(value: object, name: str) -> int:
+    """Parse a memory size given as bytes (int) or a string with a unit ("512MiB", "8GiB").
+
+    Raises:
+        ValueError: the value is not a positive size the host can back; the message
+            names ``name`` and the value.
+        TypeError: the value is neither an int nor a str.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(
+            f"{name} must be an int (bytes) or a str such as '512MiB', got {type(value).__name__} {_short(value)}"
+        )
+    if isinstance(value, int):
+        nbytes = value
+    else:
+        match = _MEM_RE.match(value) if len(value) < 64 else None
+        unit = match.group(2).lower() if match else None
+        if match is None or unit not in _UNITS:
+            raise ValueError(
+                f"{name}={_short(value)} is not a memory size; use bytes or a number with a unit "
+                "(B, KiB, MiB, GiB, TiB, KB, MB, GB, TB), e.g. '512MiB' or '8GiB'"
+            )
+        nbytes = int(float(match.group(1)) * _UNITS[unit])
+    if nbytes <= 0:
+        raise ValueError(f"{name}={_short(value)} must be a positive number of bytes, e.g. '8GiB'")
+    host = _host_memory()
+    if nbytes > host:
+        raise ValueError(
+            f"{name}={_short(value)} ({nbytes} bytes) is larger than this host can back "
+            f"({host} bytes of RAM); choose at most that"
+        )
+    return nbytes
+
+
+def _parse_int(value: object, name: str, low: int, high: int) -> int:
+    if isinstance(value, str):
+        text = value.strip()
+        if not re.fullmatch(r"[+-]?\d{1,12}", text):
+            raise ValueError(f"{name}={_short(value)} is not an integer; expected {low}..{high}")
+        value = int(text)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int in {low}..{high}, got {type(value).__name__} {_short(value)}")
+    if not low <= value <= high:
+        raise ValueError(f"{name}={value!r} is out of range; expected {low}..{high}")
+    return value
+
+
+def validate_setting(key: str, value: object, name: str | None = None) -> int:
+    """Validate one setting and return its normalised value.
+
+    Args:
+        key: ``device_count``, ``device_memory`` or ``workers``.
+        value: the raw value (int, or str as found in the environment).
+        name: how to name the setting in messages (defaults to ``key``).
+    """
+    label = name or key
+    if key == "device_count":
+        return _parse_int(value, label, 1, MAX_DEVICES)
+    if key == "workers":
+        return _parse_int(value, label, 1, MAX_WORKERS)
+    if key == "device_memory":
+        return parse_memory(value, label)
+    raise TypeError(f"unknown setting {key!r}; valid settings are {', '.join(ENV_VARS)}")
+
+
+def resolve_config(overrides: dict[str, int]) -> Config:
+    """Combine ``configure()`` overrides, environment variables and defaults.
+
+    Raises:
+        ValueError: an environment variable holds a bad value (named in the message).
+    """
+    values: dict[str, int] = {}
+    for key, env in ENV_VARS.items():
+        if key in overrides:
+            values[key] = overrides[key]
+            continue
+        raw = os.environ.get(env, "")
+        if raw.strip() == "":
+            continue
+        try:
+            values[key] = validate_setting(key, raw, env)
+        except TypeError as exc:  # pragma: no cover - env values are always str
+            raise ValueError(str(exc)) from None
+    return Config(
+        device_count=values.get("device_count", 1),
+        device_memory=values.get("device_memory", min(_DEFAULT_MEMORY, _host_memory())),
+        workers=values.get("workers", default_workers()),
+    )
