@@ -6,7 +6,6 @@ facades add only their waiting methods (``await`` or block) and their own classe
 
 from __future__ import annotations
 
-import functools
 import types
 from collections.abc import Callable
 from contextvars import Token
@@ -22,6 +21,7 @@ from ._context import (
     _ctx,
 )
 from ._event import EventBase
+from ._kernel_args import bind
 from ._runtime import configure, get_runtime, init, is_initialized, peek_config, state
 from ._stream import _BAD_FLAGS, StreamImpl, check_kernel
 from ._wait import Mark
@@ -117,9 +117,9 @@ class StreamBase:
         """
         if type(kernel) is not _FunctionType or kernel.__code__.co_flags & _BAD_FLAGS:
             check_kernel(kernel)
-        if kwargs:
-            kernel = functools.partial(kernel, **kwargs)
         impl = self._impl  # StreamImpl.launch, inlined: this is the hot path
+        if args or kwargs:
+            kernel, args = bind(kernel, args, kwargs, impl)
         impl.q.append((kernel, args))
         if impl.token:
             impl.kick()
@@ -184,9 +184,10 @@ def launch(kernel: Callable[..., object], /, *args: Any, **kwargs: Any) -> None:
     """Enqueue ``kernel(*args, **kwargs)`` on the current stream (see ``Stream.launch``)."""
     if type(kernel) is not _FunctionType or kernel.__code__.co_flags & _BAD_FLAGS:
         check_kernel(kernel)
-    if kwargs:
-        kernel = functools.partial(kernel, **kwargs)
-    current_stream_impl().launch(kernel, args)
+    impl = current_stream_impl()
+    if args or kwargs:
+        kernel, args = bind(kernel, args, kwargs, impl)
+    impl.launch(kernel, args)
 
 
 # --- devices -------------------------------------------------------------------------

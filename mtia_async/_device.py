@@ -65,6 +65,19 @@ class DeviceImpl:
         self.default_stream = self.new_stream(0, stream_id=0)
         self._allocator: Any = None
 
+    @property
+    def allocator(self) -> Any:
+        """This device's caching allocator, created on first use."""
+        alloc = self._allocator
+        if alloc is None:
+            from ._allocator import CachingAllocator
+
+            with self.lock:
+                alloc = self._allocator
+                if alloc is None:
+                    alloc = self._allocator = CachingAllocator(self.index, self.memory)
+        return alloc
+
     def new_stream(self, priority: int, stream_id: int | None = None) -> StreamImpl:
         s = StreamImpl(self, priority, stream_id)
         self.streams[s.stream_id] = s

@@ -1,10 +1,12 @@
 """The library logger.
 
 structlog as it asks libraries to use it: a lazy logger, never ``structlog.configure()``.
-Lifecycle events (``runtime_initialized``, ``runtime_shutdown``, ``kernel_failed``,
-``device_failed``) are always emitted; debug events on hot paths (``stream_created``,
-``event_recorded``, ...) are emitted only after ``set_debug_logging(True)``, and cost one
-attribute read (``flags.debug``) when disabled.
+Errors are always emitted (``kernel_failed`` at error level, ``device_failed`` at
+critical level). Debug events (``runtime_initialized``, ``runtime_shutdown``,
+``stream_created``, ``mark_reached``) are emitted only after ``set_debug_logging(True)``
+and cost one attribute read (``flags.debug``) when disabled: structlog's default
+configuration prints every level to stdout, and a library must not write to its
+users' stdout unasked.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from ._config import Config, resolve_config, validate_setting
 from ._device import DeviceImpl
 from ._exceptions import DeferredMtiaCallError
-from ._log import log
+from ._log import flags, log
 
 __all__ = [
     "Runtime",
@@ -149,13 +149,14 @@ def _lazy_init() -> Runtime:
         state.seed_calls.clear()
         state.runtime = rt
         state.init_count += 1
-        log.info(
-            "runtime_initialized",
-            devices=config.device_count,
-            device_memory=config.device_memory,
-            workers=config.workers,
-            pid=os.getpid(),
-        )
+        if flags.debug:
+            log.debug(
+                "runtime_initialized",
+                devices=config.device_count,
+                device_memory=config.device_memory,
+                workers=config.workers,
+                pid=os.getpid(),
+            )
         return rt
 
 
@@ -222,7 +223,8 @@ def shutdown_runtime(join_timeout: float | None = None, reset_config: bool = Fal
     if rt is None:
         return []
     alive = rt.shutdown(join_timeout)
-    log.info("runtime_shutdown", pid=os.getpid())
+    if flags.debug:
+        log.debug("runtime_shutdown", pid=os.getpid())
     return alive
 
 

@@ -43,7 +43,11 @@ __all__ = [
 
 Waiter = Any  # (loop, future) tuple or a zero-argument callable
 
-_tls = threading.local()
+class _Local(threading.local):
+    worker = False
+
+
+_tls = _Local()
 
 
 class Mark:
@@ -257,8 +261,20 @@ async def _wait_trio(mark: Mark) -> None:
             raise
 
 
+def _in_trio() -> bool:
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return False
+    in_trio_run = getattr(trio.lowlevel, "in_trio_run", None)
+    if in_trio_run is not None:
+        return bool(in_trio_run())
+    return _trio_token() is not None  # pragma: no cover - trio < 0.24
+
+
 def check_may_block(what: str) -> None:
     """Raise ``RuntimeError`` where a blocking wait would deadlock or stall a loop.
+
+    Checked on every blocking call, drained or not, so misuse fails deterministically.
 
     Args:
         what: the blocking call, for the message (e.g. ``"Stream.synchronize()"``).
@@ -268,12 +284,12 @@ def check_may_block(what: str) -> None:
             f"mtia_async.sync {what} cannot be called from the event loop thread: it would block "
             f"the loop; use `await` with the mtia_async (async) API instead"
         )
-    if getattr(_tls, "worker", False):
+    if _tls.worker:
         raise RuntimeError(
             f"mtia_async.sync {what} cannot be called from inside a kernel: a kernel waiting on "
             "its device would deadlock it; record an event and wait on it from the host instead"
         )
-    if _trio_token() is not None:
+    if _in_trio():
         raise RuntimeError(
             f"mtia_async.sync {what} cannot be called from a trio task: this is a blocking "
             "function; use `await` with the mtia_async (async) API instead"
@@ -297,9 +313,10 @@ def _block(mark: Mark) -> None:
             raise
 
 
-def wait_mark_blocking(mark: Mark, what: str) -> None:
-    """Block the calling thread until ``mark`` is done; raise its failure if any."""
+def wait_mark_blocking(mark: Mark | None, what: str) -> None:
+    """Block the calling thread until ``mark`` (None: nothing) is done; raise its failure."""
     check_may_block(what)
-    if not mark.done:
-        _block(mark)
-    raise_failure(mark)
+    if mark is not None:
+        if not mark.done:
+            _block(mark)
+        raise_failure(mark)

@@ -80,9 +80,7 @@ class Event(EventBase):
             KernelError: a kernel before the record failed.
             RuntimeError: called on an event-loop thread or inside a kernel.
         """
-        mark = self._mark
-        if mark is not None:
-            wait_mark_blocking(mark, "Event.synchronize()")
+        wait_mark_blocking(self._mark, "Event.synchronize()")
 
 
 class Stream(StreamBase):
@@ -103,9 +101,7 @@ class Stream(StreamBase):
             KernelError: a kernel failed; the stream runs work launched after this wait.
             RuntimeError: called on an event-loop thread or inside a kernel.
         """
-        mark = self._impl.sync_mark()
-        if mark is not None:
-            wait_mark_blocking(mark, "Stream.synchronize()")
+        wait_mark_blocking(self._impl.sync_mark(), "Stream.synchronize()")
 
 
 def current_stream(device: object = None) -> Stream:
