@@ -120,7 +120,7 @@ class StreamBase:
         impl = self._impl  # StreamImpl.launch, inlined: this is the hot path
         if args or kwargs:
             kernel, args = bind(kernel, args, kwargs, impl)
-        impl.q.append((kernel, args))
+        impl.q.extend((kernel, args))
         if impl.token:
             impl.kick()
 

@@ -175,7 +175,8 @@ class DeviceImpl:
             while True:
                 try:
                     while q:
-                        fn, args = pop()
+                        fn = pop()
+                        args = pop()
                         if fn is not None and fail is None:
                             fn(*args)
                         else:
@@ -232,7 +233,7 @@ class DeviceImpl:
             return fail
         mark = item.mark
         if not mark.done:
-            s.q.appendleft((None, item))
+            s.q.extendleft((item, None))  # back at the front, in order: None, item
             if not mark.add_waiter(lambda: self.make_ready(s)):
                 self.make_ready(s)
             return _PARK
@@ -297,7 +298,8 @@ class DeviceImpl:
             old, s.q = s.q, DeadQueue(s.dead)
             waiting = []
             while old:
-                fn, item = old.popleft()
+                fn = old.popleft()
+                item = old.popleft()
                 if fn is None and type(item) is Mark and not item.done:
                     waiting.append(item)
         for mark in waiting:

@@ -140,7 +140,7 @@ class DeadQueue:
     def __init__(self, reason: BaseException) -> None:
         self.reason = reason
 
-    def append(self, item: object) -> None:
+    def extend(self, items: object) -> None:
         reason = self.reason
         raise type(reason)(str(reason))
 
@@ -154,9 +154,12 @@ class DeadQueue:
 class StreamImpl:
     """The state of one stream; facade ``Stream`` objects wrap it.
 
-    Lock-free hot path (each step one atomic C call under the GIL): ``launch`` appends
-    to the deque ``q`` and, only if the ``token`` list holds the token (the stream is
-    idle), pops it and hands the stream to its device. Whoever holds the token owns
+    Lock-free hot path (each step one atomic C call under the GIL): ``launch`` extends
+    the deque ``q`` by the pair ``kernel, args`` (one ``extend`` call, so pairs from
+    concurrent launchers never interleave; and no per-item tuple survives, so a deep
+    queue adds no objects for the garbage collector to scan) and, only if the
+    ``token`` list holds the token (the stream is idle), pops it and hands the stream
+    to its device. Whoever holds the token owns
     the drain; the worker gives it back when it finds ``q`` empty, then re-checks ``q``
     so a racing launch is never stranded.
     """
@@ -178,7 +181,7 @@ class StreamImpl:
         self.stream_id = next(_stream_ids) if stream_id is None else stream_id
         self.priority = min(LOWEST_PRIORITY, max(HIGHEST_PRIORITY, priority))
         self.lock = threading.Lock()  # guards marks' waiter lists and failure reports
-        self.q: deque[tuple[Any, Any]] | DeadQueue = deque()
+        self.q: deque[Any] | DeadQueue = deque()  # flat: kernel, args, kernel, args, ...
         self.token = [True]
         self.fail: Failure | None = None  # written by the draining worker only
         self.dead: BaseException | None = None
@@ -189,7 +192,7 @@ class StreamImpl:
     # --- enqueueing (any thread) -------------------------------------------------
     def launch(self, kernel: Callable[..., object], args: tuple[Any, ...]) -> None:
         """Append ``kernel(*args)`` to the FIFO (the kernel was checked by the caller)."""
-        self.q.append((kernel, args))
+        self.q.extend((kernel, args))
         if self.token:
             self.kick()
 
@@ -202,7 +205,7 @@ class StreamImpl:
         self.device.make_ready(self)
 
     def push_special(self, item: Mark | WaitOn | Clear) -> None:
-        self.q.append((None, item))
+        self.q.extend((None, item))
         if self.token:
             self.kick()
 
