@@ -63,3 +63,18 @@ __all__ = [
     "stream",
     "synchronize",
 ]
+
+
+def _fixup_module_metadata() -> None:
+    # Show public names as mtia_async.X, not the private module they live in (as trio does).
+    for name in __all__:
+        obj = globals()[name]
+        if getattr(obj, "__module__", "").startswith("mtia_async._"):
+            try:
+                obj.__module__ = "mtia_async"
+            except (AttributeError, TypeError):  # pragma: no cover - builtins
+                pass
+
+
+_fixup_module_metadata()
+del _fixup_module_metadata

@@ -209,6 +209,8 @@ class DeviceImpl:
         kind = type(item)
         if kind is Mark:
             waiters = item.finish(fail, _perf_ns())
+            if flags.debug:
+                log.debug("mark_reached", device=self.index, stream=s.stream_id, failed=fail is not None)
             if waiters:
                 if not s.q:
                     # The last item: release the stream before waking anyone, so a woken
@@ -303,7 +305,7 @@ class DeviceImpl:
                 if fn is None and type(item) is Mark and not item.done:
                     waiting.append(item)
         for mark in waiting:
-            failure = Failure(s, reason, "<runtime>")
+            failure = Failure(s, reason, None)
             failure.reported = True
             mark.complete(failure, _perf_ns())
 

@@ -48,12 +48,13 @@ class Failure:
 
     From the failed kernel on, the stream's work is skipped and every wait on it raises
     ``KernelError``, until a wait reports the failure: reporting enqueues a ``Clear``
-    item, and work enqueued after it runs again.
+    item, and work enqueued after it runs again. ``kernel`` is None for a failure of
+    the runtime itself (a dead device, a shutdown): waits raise ``exc`` as is.
     """
 
     __slots__ = ("stream", "exc", "kernel", "reported")
 
-    def __init__(self, stream: StreamImpl, exc: BaseException, kernel: str) -> None:
+    def __init__(self, stream: StreamImpl, exc: BaseException, kernel: str | None) -> None:
         self.stream = stream
         self.exc = exc
         self.kernel = kernel

@@ -75,7 +75,7 @@ class Mark:
             if stream.dead is not None:
                 from ._stream import Failure
 
-                self.error = Failure(stream, stream.dead, "<runtime>")
+                self.error = Failure(stream, stream.dead, None)
                 self.error.reported = True
                 self.done = True
                 return False
@@ -157,8 +157,15 @@ def raise_failure(mark: Mark) -> None:
     """Raise ``KernelError`` if the work before ``mark`` failed, and report the failure."""
     failure = mark.error
     if failure is not None:
-        failure.report()
-        raise KernelError(failure.message()) from failure.exc
+        _raise_one(failure)
+
+
+def _raise_one(failure: Failure) -> None:
+    failure.report()
+    exc = failure.exc
+    if failure.kernel is None:  # not a kernel: the device failed or the runtime shut down
+        raise type(exc)(str(exc)) from exc.__cause__
+    raise KernelError(failure.message()) from exc
 
 
 def raise_failures(marks: list[Mark]) -> None:
@@ -174,10 +181,11 @@ def raise_failures(marks: list[Mark]) -> None:
             failures.append(failure)
     if not failures:
         return
+    runtime = [f for f in failures if f.kernel is None]
+    if len(failures) == 1 or runtime:
+        _raise_one((runtime or failures)[0])
     for failure in failures:
         failure.report()
-    if len(failures) == 1:
-        raise KernelError(failures[0].message()) from failures[0].exc
     lines = "\n".join(f"  - {f.message()}" for f in failures)
     group = ExceptionGroup("kernel failures", [f.exc if isinstance(f.exc, Exception) else KernelError(repr(f.exc)) for f in failures])
     raise KernelError(f"{len(failures)} kernels failed:\n{lines}") from group
