@@ -65,6 +65,7 @@ class StreamBase:
     """State and never-waiting methods of a stream; see ``mtia_async.Stream``."""
 
     __slots__ = ("_impl",)
+    _impl: StreamImpl
     _event_class: type[EventBase] = EventBase
 
     def __new__(cls: type[S], device: object = None, priority: int = 0) -> S:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from ._api import StreamBase, device_sync_marks, resolve_device
-from ._context import current_stream_impl
+from ._api import StreamBase, device_sync_marks
+from ._context import current_stream_impl, resolve_device
 from ._event import EventBase
 from ._runtime import get_runtime
 from ._wait import wait_mark_async, wait_marks_async

@@ -298,6 +298,8 @@ class DeviceImpl:
             if s.dead is None:
                 s.dead = reason
             old, s.q = s.q, DeadQueue(s.dead)
+            if isinstance(old, DeadQueue):
+                return
             waiting = []
             while old:
                 fn = old.popleft()

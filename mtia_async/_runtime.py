@@ -124,7 +124,7 @@ def _lazy_init() -> Runtime:
         rt = state.runtime
         if rt is not None:
             return rt
-        pending = getattr(state.tls, "initializing", None)
+        pending: Runtime | None = getattr(state.tls, "initializing", None)
         if pending is not None:
             return pending  # a queued call re-entered init: hand it the runtime being built
         config = resolve_config(state.overrides)

@@ -91,10 +91,10 @@ def kernel_name(fn: object) -> str:
 def check_kernel(kernel: object) -> None:
     """Raise ``TypeError`` unless ``kernel`` is a plain (non-async, non-generator) callable."""
     if type(kernel) is _FunctionType:
-        if not kernel.__code__.co_flags & _BAD_FLAGS:  # type: ignore[attr-defined]
+        if not kernel.__code__.co_flags & _BAD_FLAGS:
             return
     elif callable(kernel):
-        target = kernel
+        target: Any = kernel
         while isinstance(target, functools.partial):
             target = target.func
         if not (
@@ -133,23 +133,18 @@ class Clear:
         self.failure = failure
 
 
-class DeadQueue:
-    """Replaces a stream's FIFO once the stream can run nothing more: appends raise."""
-
-    __slots__ = ("reason",)
+class DeadQueue(deque[Any]):
+    """Replaces a stream's FIFO once the stream can run nothing more: adding work raises."""
 
     def __init__(self, reason: BaseException) -> None:
+        super().__init__()
         self.reason = reason
 
     def extend(self, items: object) -> None:
         reason = self.reason
         raise type(reason)(str(reason))
 
-    def __bool__(self) -> bool:
-        return False
-
-    def __len__(self) -> int:
-        return 0
+    extendleft = extend
 
 
 class StreamImpl:
@@ -182,7 +177,7 @@ class StreamImpl:
         self.stream_id = next(_stream_ids) if stream_id is None else stream_id
         self.priority = min(LOWEST_PRIORITY, max(HIGHEST_PRIORITY, priority))
         self.lock = threading.Lock()  # guards marks' waiter lists and failure reports
-        self.q: deque[Any] | DeadQueue = deque()  # flat: kernel, args, kernel, args, ...
+        self.q: deque[Any] = deque()  # flat: kernel, args, kernel, args, ...
         self.token = [True]
         self.fail: Failure | None = None  # written by the draining worker only
         self.dead: BaseException | None = None

@@ -174,7 +174,7 @@ def raise_failures(marks: list[Mark]) -> None:
     One failure is chained from its kernel's exception; several from an
     ``ExceptionGroup`` of them, so none is lost.
     """
-    failures = []
+    failures: list[Failure] = []
     for mark in marks:
         failure = mark.error
         if failure is not None and all(failure is not f for f in failures):
@@ -251,7 +251,7 @@ async def _wait_trio(mark: Mark) -> None:
             "(for example under asyncio.run(), trio.run() or anyio.run()); from plain threads "
             "use mtia_async.sync"
         )
-    import trio
+    import trio  # type: ignore[import-untyped,unused-ignore]
 
     event = trio.Event()
 

@@ -24,12 +24,11 @@ from ._api import (
     is_bf16_supported,
     is_initialized,
     launch,
-    resolve_device,
     set_device,
     set_stream,
     stream,
 )
-from ._context import current_stream_impl
+from ._context import current_stream_impl, resolve_device
 from ._event import EventBase
 from ._exceptions import DeferredMtiaCallError, DeviceFailedError, KernelError, MTIAError, OutOfMemoryError
 from ._log import set_debug_logging
