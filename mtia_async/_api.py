@@ -242,6 +242,7 @@ def get_device_properties(device: object = None) -> dict[str, Any]:
         "minor": CAPABILITY[1],
         "multi_processor_count": config.workers,
         "workers": config.workers,
+        "blas_threads": config.blas_threads,
         "failed": failed,
     }
 

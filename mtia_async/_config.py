@@ -19,6 +19,7 @@ ENV_VARS = {
     "device_memory": "MTIA_ASYNC_DEVICE_MEMORY",
     "workers": "MTIA_ASYNC_WORKERS",
 }
+SETTINGS = (*ENV_VARS, "blas_threads")
 
 MAX_DEVICES = 64
 MAX_WORKERS = 256
@@ -50,6 +51,7 @@ class Config:
     device_count: int
     device_memory: int
     workers: int
+    blas_threads: int  # BLAS threads per process while the runtime lives; 0 = leave BLAS alone
 
 
 def _short(value: object) -> str:
@@ -131,7 +133,9 @@ def validate_setting(key: str, value: object, name: str | None = None) -> int:
         return _parse_int(value, label, 1, MAX_WORKERS)
     if key == "device_memory":
         return parse_memory(value, label)
-    raise TypeError(f"unknown setting {key!r}; valid settings are {', '.join(ENV_VARS)}")
+    if key == "blas_threads":
+        return _parse_int(value, label, 0, MAX_WORKERS)
+    raise TypeError(f"unknown setting {key!r}; valid settings are {', '.join(SETTINGS)}")
 
 
 def resolve_config(overrides: dict[str, int]) -> Config:
@@ -152,8 +156,10 @@ def resolve_config(overrides: dict[str, int]) -> Config:
             values[key] = validate_setting(key, raw, env)
         except TypeError as exc:  # pragma: no cover - env values are always str
             raise ValueError(str(exc)) from None
+    workers = values.get("workers", default_workers())
     return Config(
         device_count=values.get("device_count", 1),
         device_memory=values.get("device_memory", min(_DEFAULT_MEMORY, _host_memory())),
-        workers=values.get("workers", default_workers()),
+        workers=workers,
+        blas_threads=overrides.get("blas_threads", max(1, (os.cpu_count() or 1) // workers)),
     )

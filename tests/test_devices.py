@@ -181,3 +181,25 @@ def test_workers_start_lazily_and_are_capped() -> None:
         s.synchronize()
     names = sorted(t.name for t in worker_threads())
     assert names == ["mtia_async-dev0-worker0", "mtia_async-dev0-worker1"]
+
+
+def test_blas_threads_are_capped_while_the_runtime_lives_and_restored_after() -> None:
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> list[int]:
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    with fresh_runtime():
+        before = blas_threads()
+        mtia.configure(workers=2, blas_threads=1)
+        mtia.init()
+        assert mtia.get_device_properties()["blas_threads"] == 1
+        if before:
+            assert blas_threads() == [1] * len(before)
+    assert blas_threads() == before
+    with fresh_runtime():
+        mtia.configure(blas_threads=0)
+        mtia.init()
+        assert blas_threads() == before
+    with pytest.raises(ValueError, match="blas_threads"):
+        mtia.configure(blas_threads=-1)
