@@ -121,6 +121,7 @@ def queue_call(fn: Callable[[Runtime], None], *, key: str | None = None) -> None
         if key is None:
             state.queued.append(entry)
         else:
+            state.seed_calls.pop(key, None)  # the latest call also runs last, as torch's tracker
             state.seed_calls[key] = entry
 
 

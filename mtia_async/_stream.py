@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import DeviceFailedError, MTIAError
+from ._exceptions import MTIAError
 from ._wait import Mark
 
 if TYPE_CHECKING:

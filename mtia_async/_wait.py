@@ -309,6 +309,11 @@ def mark_worker_thread() -> None:
     _tls.worker = True
 
 
+def in_worker_thread() -> bool:
+    """True on a kernel worker thread, where waiting for a stream could wait for itself."""
+    return _tls.worker
+
+
 def _block(mark: Mark) -> None:
     lock = threading.Lock()
     lock.acquire()
