@@ -21,6 +21,42 @@ from ._api import launch as launch
 from ._api import set_device as set_device
 from ._api import set_stream as set_stream
 from ._api import stream as stream
+from ._array import DeviceArray as DeviceArray
+from ._factories import asarray as asarray
+from ._factories import empty as empty
+from ._factories import full as full
+from ._factories import ones as ones
+from ._factories import zeros as zeros
+from ._memory import attach_out_of_memory_observer as attach_out_of_memory_observer
+from ._memory import dump_snapshot as dump_snapshot
+from ._memory import empty_cache as empty_cache
+from ._memory import max_memory_allocated as max_memory_allocated
+from ._memory import max_memory_reserved as max_memory_reserved
+from ._memory import mem_get_info as mem_get_info
+from ._memory import memory_allocated as memory_allocated
+from ._memory import memory_reserved as memory_reserved
+from ._memory import memory_stats as memory_stats
+from ._memory import memory_summary as memory_summary
+from ._memory import record_memory_history as record_memory_history
+from ._memory import reset_peak_memory_stats as reset_peak_memory_stats
+from ._memory import snapshot as snapshot
+from ._random import Generator as Generator
+from ._random import get_rng_state as get_rng_state
+from ._random import get_rng_state_all as get_rng_state_all
+from ._random import initial_seed as initial_seed
+from ._random import manual_seed as manual_seed
+from ._random import manual_seed_all as manual_seed_all
+from ._random import seed as seed
+from ._random import seed_all as seed_all
+from ._random import set_rng_state as set_rng_state
+from ._random import set_rng_state_all as set_rng_state_all
+from ._random_kernels import bernoulli as bernoulli
+from ._random_kernels import normal as normal
+from ._random_kernels import rand as rand
+from ._random_kernels import randint as randint
+from ._random_kernels import randn as randn
+from ._random_kernels import randperm as randperm
+from ._random_kernels import uniform as uniform
 from ._async import Event as Event
 from ._async import Stream as Stream
 from ._async import current_stream as current_stream
@@ -37,31 +73,67 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DeferredMtiaCallError",
+    "DeviceArray",
     "DeviceFailedError",
     "Event",
+    "Generator",
     "KernelError",
     "MTIAError",
     "OutOfMemoryError",
     "Stream",
     "StreamContext",
+    "asarray",
+    "attach_out_of_memory_observer",
+    "bernoulli",
     "configure",
     "current_device",
     "current_stream",
     "default_stream",
     "device",
     "device_count",
+    "dump_snapshot",
+    "empty",
+    "empty_cache",
+    "full",
     "get_device_capability",
     "get_device_properties",
+    "get_rng_state",
+    "get_rng_state_all",
     "init",
+    "initial_seed",
     "is_available",
     "is_bf16_supported",
     "is_initialized",
     "launch",
+    "manual_seed",
+    "manual_seed_all",
+    "max_memory_allocated",
+    "max_memory_reserved",
+    "mem_get_info",
+    "memory_allocated",
+    "memory_reserved",
+    "memory_stats",
+    "memory_summary",
+    "normal",
+    "ones",
+    "rand",
+    "randint",
+    "randn",
+    "randperm",
+    "record_memory_history",
+    "reset_peak_memory_stats",
+    "seed",
+    "seed_all",
     "set_debug_logging",
     "set_device",
+    "set_rng_state",
+    "set_rng_state_all",
     "set_stream",
+    "snapshot",
     "stream",
     "synchronize",
+    "uniform",
+    "zeros",
 ]
 
 

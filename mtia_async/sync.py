@@ -28,9 +28,39 @@ from ._api import (
     set_stream,
     stream,
 )
+from ._array import DeviceArray
+from ._memory import (
+    attach_out_of_memory_observer,
+    dump_snapshot,
+    empty_cache,
+    max_memory_allocated,
+    max_memory_reserved,
+    mem_get_info,
+    memory_allocated,
+    memory_reserved,
+    memory_stats,
+    memory_summary,
+    record_memory_history,
+    reset_peak_memory_stats,
+    snapshot,
+)
 from ._context import current_stream_impl, resolve_device
+from ._random import (
+    Generator,
+    get_rng_state,
+    get_rng_state_all,
+    initial_seed,
+    manual_seed,
+    manual_seed_all,
+    seed,
+    seed_all,
+    set_rng_state,
+    set_rng_state_all,
+)
+from ._random_kernels import bernoulli, normal, rand, randint, randn, randperm, uniform
 from ._event import EventBase
 from ._exceptions import DeferredMtiaCallError, DeviceFailedError, KernelError, MTIAError, OutOfMemoryError
+from ._factories import asarray, empty, full, ones, zeros
 from ._log import set_debug_logging
 from ._runtime import get_runtime
 from ._wait import wait_mark_blocking, wait_marks_blocking
@@ -63,6 +93,42 @@ __all__ = sorted(
         "set_stream",
         "stream",
         "synchronize",
+        "Generator",
+        "get_rng_state",
+        "get_rng_state_all",
+        "initial_seed",
+        "manual_seed",
+        "manual_seed_all",
+        "seed",
+        "seed_all",
+        "set_rng_state",
+        "set_rng_state_all",
+        "bernoulli",
+        "normal",
+        "rand",
+        "randint",
+        "randn",
+        "randperm",
+        "uniform",
+        "DeviceArray",
+        "asarray",
+        "empty",
+        "full",
+        "ones",
+        "zeros",
+        "attach_out_of_memory_observer",
+        "dump_snapshot",
+        "empty_cache",
+        "max_memory_allocated",
+        "max_memory_reserved",
+        "mem_get_info",
+        "memory_allocated",
+        "memory_reserved",
+        "memory_stats",
+        "memory_summary",
+        "record_memory_history",
+        "reset_peak_memory_stats",
+        "snapshot",
     ]
 )
 
