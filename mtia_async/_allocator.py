@@ -62,6 +62,7 @@ from ._memhistory import (
     Counters,
     PoolStat,
     build_stats,
+    Trace,
     capture_frames,
     format_summary,
     history_settings,
@@ -282,7 +283,8 @@ class CachingAllocator:
         self._space = _AddressSpace(device)
         self._observers: list[Observer] = []
         self._context = 0  # history: 0 off, 1 frames on live blocks ("state"), 2 and a trace ("all")
-        self._trace: deque[dict[str, Any]] | None = None
+        self._trace: Trace | None = None
+        self._frames = True  # record_memory_history(context=None) turns frame capture off
         self._why = ""  # why the last new segment failed, beyond capacity
 
     def __repr__(self) -> str:
@@ -313,7 +315,7 @@ class CachingAllocator:
             sid = stream.stream_id
         except AttributeError:
             raise TypeError(f"stream must be a Stream of mtia:{self.device}, got {type(stream).__name__}") from None
-        frames = capture_frames() if self._context else None
+        frames = self._capture() if self._context else None
         lock = self._lock
         lock.acquire()
         self._busy = True
@@ -550,7 +552,7 @@ class CachingAllocator:
                 raise self._invalid(block)
             chunk.handle = None
             if self._context:
-                self._settle(block, capture_frames() if self._trace is not None else None)
+                self._settle(block, self._capture() if self._trace is not None else None)
             else:
                 last = self._stash
                 self._stash = block
@@ -600,7 +602,7 @@ class CachingAllocator:
                 raise self._invalid(block)
             streams = list(chunk.uses.values()) if chunk.uses else []
         markers = [s.marker() for s in streams]  # outside our lock: it takes the stream's
-        frames = capture_frames() if self._trace is not None else None
+        frames = self._capture() if self._trace is not None else None
         with self._locked():
             if chunk.handle is not block:
                 raise self._invalid(block)  # another thread freed it meanwhile
@@ -872,7 +874,17 @@ class CachingAllocator:
             self._observers.append(observer)
 
     # --- history and snapshots -------------------------------------------------------
-    def record_memory_history(self, enabled: str | None = "all", stacks: str = "python", max_entries: int = 0) -> None:
+    def _capture(self) -> list[dict[str, Any]]:
+        return capture_frames() if self._frames else []
+
+    def record_memory_history(
+        self,
+        enabled: str | None = "all",
+        stacks: str = "python",
+        max_entries: int = 0,
+        context: str | None = "all",
+        skip_actions: list[str] | None = None,
+    ) -> None:
         """Start, change or stop recording the allocation history.
 
         Args:
@@ -880,14 +892,18 @@ class CachingAllocator:
                 ``"state"``: only the stacks of live blocks; None: stop, clear the trace.
             stacks: ``"python"`` or ``"all"`` (the same here: there are no C++ frames).
             max_entries: keep only the newest N trace entries; 0 keeps them all.
+            context: None records no Python frames; ``"all"``, ``"alloc"`` and
+                ``"state"`` (torch's values) record them.
+            skip_actions: trace actions to leave out (e.g. ``["free_requested"]``).
 
         Raises:
-            ValueError: ``enabled``, ``stacks`` or ``max_entries`` is not an allowed value.
+            ValueError: an argument is not an allowed value (nothing changes).
         """
-        level, maxlen = history_settings(enabled, stacks, max_entries)
+        level, maxlen, frames, skip = history_settings(enabled, stacks, max_entries, context, skip_actions)
         with self._locked():
             self._context = level
-            self._trace = deque(self._trace or (), maxlen=maxlen) if level == 2 else None
+            self._frames = frames
+            self._trace = Trace(self._trace or (), maxlen, skip) if level == 2 else None
 
     def snapshot(self) -> dict[str, Any]:
         """Return this device's ``torch.cuda.memory._snapshot()``.

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._allocator import dump_snapshot as _dump_snapshot
+from ._memhistory import history_settings
 from ._array import settle_frees
 from ._context import resolve_device
 from ._runtime import get_runtime, peek_config, state
@@ -122,7 +123,13 @@ def empty_cache() -> None:
                 dev._allocator.empty_cache()
 
 
-def record_memory_history(enabled: str | None = "all", stacks: str = "python", max_entries: int = 0) -> None:
+def record_memory_history(
+    enabled: str | None = "all",
+    stacks: str = "python",
+    max_entries: int = 0,
+    context: str | None = "all",
+    skip_actions: list[str] | None = None,
+) -> None:
     """Start, change or stop recording allocation history on every device.
 
     Args:
@@ -130,13 +137,17 @@ def record_memory_history(enabled: str | None = "all", stacks: str = "python", m
             ``"state"`` (only the stacks of live blocks) or None (stop and clear).
         stacks: ``"python"`` or ``"all"``.
         max_entries: keep only the newest N trace entries per device; 0 keeps all.
+        context: as torch: ``"all"``, ``"alloc"``, ``"state"`` record Python frames,
+            None records none.
+        skip_actions: trace actions to leave out, e.g. ``["free_requested"]``.
 
     Raises:
         ValueError: a bad argument (nothing changes).
     """
+    history_settings(enabled, stacks, max_entries, context, skip_actions)  # validate before init
     rt = get_runtime()
-    for dev in rt.devices:  # device 0 validates the arguments before anything changes
-        dev.allocator.record_memory_history(enabled, stacks, max_entries)
+    for dev in rt.devices:
+        dev.allocator.record_memory_history(enabled, stacks, max_entries, context, skip_actions)
 
 
 def snapshot() -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The code in docs/getting-started.md runs, each block in a fresh interpreter."""
+"""The code in the docs runs: each block of getting-started.md in a fresh interpreter,
+and the blocks of memory.md and rng.md in order, as one script each."""
 
 from __future__ import annotations
 
@@ -9,16 +10,33 @@ import pytest
 
 from conftest import ROOT, run_python
 
-DOC = os.path.join(ROOT, "docs", "getting-started.md")
-with open(DOC) as _f:
-    BLOCKS = re.findall(r"```python\n(.*?)```", _f.read(), flags=re.S)
+
+def _blocks(page: str) -> list[str]:
+    with open(os.path.join(ROOT, "docs", page)) as f:
+        return re.findall(r"```python\n(.*?)```", f.read(), flags=re.S)
 
 
-def test_the_page_has_code() -> None:
-    assert len(BLOCKS) >= 5
+GETTING_STARTED = _blocks("getting-started.md")
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_the_pages_have_code() -> None:
+    assert len(GETTING_STARTED) >= 5
+    assert len(_blocks("memory.md")) >= 3
+    assert len(_blocks("rng.md")) >= 1
+
+
+@pytest.mark.parametrize("index", range(len(GETTING_STARTED)))
 def test_getting_started_block_runs(index: int) -> None:
-    result = run_python(BLOCKS[index], timeout=60)
+    result = run_python(GETTING_STARTED[index], timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("page", ["memory.md", "rng.md"])
+def test_page_runs_as_one_script(page: str, tmp_path: object) -> None:
+    script = "import numpy as np\nimport mtia_async.sync as mtia\n" + "\n".join(_blocks(page))
+    script = script.replace("# ... run the workload ...", "mtia.zeros(1000)\nmtia.synchronize()")
+    result = run_python(f"import os\nos.chdir({str(tmp_path)!r})\n" + script, timeout=60)
+    assert result.returncode == 0, result.stderr
+    if page == "memory.md":
+        assert "OOM" in result.stdout and "Tried to allocate" in result.stdout
+        assert os.path.getsize(os.path.join(str(tmp_path), "snapshot.pickle")) > 0

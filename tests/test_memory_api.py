@@ -146,3 +146,20 @@ def test_observer_runs_on_an_array_oom() -> None:
         assert mtia.memory_stats()["num_ooms"] == 1
         assert mtia.memory_allocated() == MIB
         del keep
+
+
+def test_record_memory_history_context_and_skip_actions() -> None:
+    import mtia_async.sync as mtia
+
+    for bad in ({"enabled": "bogus"}, {"max_entries": -1}, {"context": "xyz"}, {"skip_actions": ["nope"]}):
+        with pytest.raises(ValueError):
+            mtia.record_memory_history(**bad)  # type: ignore[arg-type]
+    mtia.record_memory_history(enabled="all", skip_actions=["free_requested"], context=None)
+    a = mtia.zeros(10)
+    del a
+    mtia.synchronize()
+    trace = mtia.snapshot()["device_traces"][0]
+    actions = [e["action"] for e in trace]
+    assert "alloc" in actions and "free_completed" in actions and "free_requested" not in actions
+    assert all(e["frames"] == [] for e in trace)
+    mtia.record_memory_history(enabled=None)
