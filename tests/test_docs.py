@@ -40,3 +40,14 @@ def test_page_runs_as_one_script(page: str, tmp_path: object) -> None:
     if page == "memory.md":
         assert "OOM" in result.stdout and "Tried to allocate" in result.stdout
         assert os.path.getsize(os.path.join(str(tmp_path), "snapshot.pickle")) > 0
+
+
+def test_api_page_is_generated_from_the_current_docstrings() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gen_api", os.path.join(ROOT, "docs", "gen_api.py"))
+    assert spec is not None and spec.loader is not None
+    gen_api = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen_api)
+    with open(os.path.join(ROOT, "docs", "api.md")) as f:
+        assert f.read() == gen_api.render(), "docs/api.md is stale: run python docs/gen_api.py"
