@@ -684,6 +684,21 @@ class CachingAllocator:
             if chunk.prev is None and chunk.next is None:
                 self._release_segment(chunk.seg)
 
+    def after_fork_in_child(self) -> None:
+        """Make this allocator (the parent's copy) inert in a forked child.
+
+        At the fork a parent thread may have held the lock, or been halfway through a
+        change (a worker completing a pending free): the child must neither wait on that
+        lock nor trust that state. The runtime refuses new work in the child, so all that
+        can still reach this allocator is the free of a parent array the child drops; it
+        is ignored (the memory is the child's copy and goes with the process).
+        """
+        self._lock = threading.RLock()
+        self._busy = False
+        self._deferred.clear()
+        self.free = _ignore  # type: ignore[method-assign,assignment]
+        self.record_stream = _ignore  # type: ignore[method-assign,assignment]
+
     @staticmethod
     def _invalid(block: object) -> ValueError:
         return ValueError(
@@ -929,6 +944,10 @@ class CachingAllocator:
             self._trace.append(trace_entry("snapshot", 0, active, 0, None))
             trace = [dict(entry) for entry in self._trace]
         return {"segments": segments, "device_traces": [trace]}
+
+
+def _ignore(*args: object) -> None:
+    """What ``free`` and ``record_stream`` do in a forked child (see ``after_fork_in_child``)."""
 
 
 class _Section:

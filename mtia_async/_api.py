@@ -15,6 +15,7 @@ from ._context import (
     _parse_device,
     current_device_index,
     current_stream_impl,
+    stream_impl_of,
     resolve_device,
     set_current_device,
     set_current_stream,
@@ -23,7 +24,7 @@ from ._context import (
 from ._event import EventBase
 from ._kernel_args import bind
 from ._runtime import configure, get_runtime, init, is_initialized, peek_config, state
-from ._stream import _BAD_FLAGS, StreamImpl, check_kernel
+from ._stream import _BAD_FLAGS, StreamHandle, StreamImpl, check_kernel, foreign_runtime_error
 from ._wait import Mark
 
 __all__ = [
@@ -52,20 +53,10 @@ _FunctionType = types.FunctionType
 S = TypeVar("S", bound="StreamBase")
 
 
-def stream_impl_of(stream: object, what: str) -> StreamImpl:
-    """The StreamImpl of a facade Stream, or the current stream for None."""
-    if stream is None:
-        return current_stream_impl()
-    if isinstance(stream, StreamBase):
-        return stream._impl
-    raise TypeError(f"{what} expects a mtia_async Stream or None, got {type(stream).__name__} {stream!r:.60}")
-
-
-class StreamBase:
+class StreamBase(StreamHandle):
     """State and never-waiting methods of a stream; see ``mtia_async.Stream``."""
 
-    __slots__ = ("_impl",)
-    _impl: StreamImpl
+    __slots__ = ()
     _event_class: type[EventBase] = EventBase
 
     def __new__(cls: type[S], device: object = None, priority: int = 0) -> S:
@@ -134,6 +125,7 @@ class StreamBase:
 
         Raises:
             TypeError: ``event`` is not an Event.
+            ValueError: ``event`` was recorded in another (shut down) runtime.
         """
         if not isinstance(event, EventBase):
             raise TypeError(f"wait_event() expects a mtia_async Event, got {type(event).__name__} {event!r:.60}")
@@ -146,12 +138,15 @@ class StreamBase:
 
         Raises:
             TypeError: ``stream`` is not a Stream.
+            ValueError: ``stream`` belongs to another (shut down) runtime.
         """
         if not isinstance(stream, StreamBase):
             raise TypeError(f"wait_stream() expects a mtia_async Stream, got {type(stream).__name__} {stream!r:.60}")
         other = stream._impl
         if other is self._impl:
             return
+        if other.device.runtime is not self._impl.device.runtime:
+            raise foreign_runtime_error("the stream waited for")
         mark = other.sync_mark()
         if mark is not None:
             self._impl.wait_mark(mark)

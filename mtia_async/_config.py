@@ -93,7 +93,13 @@ def parse_memory(value: object, name: str) -> int:
                 f"{name}={_short(value)} is not a memory size; use bytes or a number with a unit "
                 "(B, KiB, MiB, GiB, TiB, KB, MB, GB, TB), e.g. '512MiB' or '8GiB'"
             )
-        nbytes = int(float(match.group(1)) * _UNITS[unit])
+        exact = float(match.group(1)) * _UNITS[unit]
+        if exact != int(exact):
+            raise ValueError(
+                f"{name}={_short(value)} is not a whole number of bytes; use an integer number of "
+                "bytes or a unit, e.g. '512MiB' or '1.5GiB'"
+            )
+        nbytes = int(exact)
     if nbytes <= 0:
         raise ValueError(f"{name}={_short(value)} must be a positive number of bytes, e.g. '8GiB'")
     host = _host_memory()

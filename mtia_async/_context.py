@@ -16,7 +16,7 @@ from contextvars import ContextVar, Token
 from typing import Any
 
 from ._runtime import Runtime, get_runtime, peek_config, queue_call, state
-from ._stream import StreamImpl
+from ._stream import StreamHandle, StreamImpl
 
 __all__ = [
     "ContextSwitch",
@@ -25,6 +25,7 @@ __all__ = [
     "resolve_device",
     "set_current_device",
     "set_current_stream",
+    "stream_impl_of",
 ]
 
 _Value = tuple[int, int, tuple[StreamImpl | None, ...]]
@@ -138,6 +139,15 @@ def current_stream_impl(device: object = None) -> StreamImpl:
         if s is not None:
             return s
     return rt.devices[index].default_stream
+
+
+def stream_impl_of(stream: object, what: str) -> StreamImpl:
+    """The StreamImpl of a facade Stream, or the current stream for None."""
+    if stream is None:
+        return current_stream_impl()
+    if isinstance(stream, StreamHandle):
+        return stream._impl
+    raise TypeError(f"{what} expects a mtia_async Stream or None, got {type(stream).__name__} {stream!r:.60}")
 
 
 def set_current_stream(s: StreamImpl, *, select_device: bool = False) -> Token[_Value | None]:

@@ -196,6 +196,8 @@ class DeviceImpl:
                     except IndexError:
                         return  # the racing launcher took the token and scheduled the stream
                 except BaseException as exc:
+                    if s.dead is not None:
+                        return  # killed mid-item (shutdown, failed device): its waits already failed
                     fail = Failure(s, exc, kernel_name(fn))
                     s.fail = fail
                     self._record_failure(fail)
@@ -298,14 +300,16 @@ class DeviceImpl:
             if s.dead is None:
                 s.dead = reason
             old, s.q = s.q, DeadQueue(s.dead)
-            if isinstance(old, DeadQueue):
-                return
-            waiting = []
-            while old:
-                fn = old.popleft()
-                item = old.popleft()
-                if fn is None and type(item) is Mark and not item.done:
-                    waiting.append(item)
+        if isinstance(old, DeadQueue):
+            return
+        # Outside the lock: dropping the queued items runs finalizers (a DeviceArray's
+        # __del__ frees its block, which may take this stream's lock for a marker). A
+        # worker may still be popping from ``old``: take an atomic copy and look for
+        # marks item by item (a Mark is never a kernel), so a half-popped pair is harmless.
+        items = old.copy()
+        old.clear()
+        waiting = [item for item in items if type(item) is Mark and not item.done]
+        del items
         for mark in waiting:
             failure = Failure(s, reason, None)
             failure.reported = True
@@ -329,6 +333,8 @@ class DeviceImpl:
         self.workers = []
         self.idle = []
         self.stopped = reason
+        if self._allocator is not None:
+            self._allocator.after_fork_in_child()  # a parent worker may have held its lock
         for s in list(self.streams.values()):
             s.lock = threading.Lock()
             s.dead = reason

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._context import stream_impl_of
 from ._wait import Mark
 
 if TYPE_CHECKING:
@@ -50,13 +51,12 @@ class EventBase:
 
         Raises:
             TypeError: ``stream`` is not a Stream.
-            ValueError: the event was recorded on another device before.
+            ValueError: the event was recorded on another device before (a record in a
+                runtime since shut down does not count).
         """
-        from ._api import stream_impl_of
-
         impl = stream_impl_of(stream, "Event.record(stream)")
         old = self._mark
-        if old is not None and old.stream.device is not impl.device:
+        if old is not None and old.stream.device is not impl.device and old.stream.device.runtime is impl.device.runtime:
             raise ValueError(
                 f"Event was recorded on mtia:{old.stream.device.index} and cannot be recorded on a "
                 f"stream of mtia:{impl.device.index}; create a new Event for that device"
@@ -69,9 +69,12 @@ class EventBase:
         return mark is None or mark.done
 
     def wait(self, stream: StreamBase | None = None) -> None:
-        """Make later work on ``stream`` (default: current) wait for this event; never blocks."""
-        from ._api import stream_impl_of
+        """Make later work on ``stream`` (default: current) wait for this event; never blocks.
 
+        Raises:
+            TypeError: ``stream`` is not a Stream.
+            ValueError: the event was recorded in another (shut down) runtime.
+        """
         impl = stream_impl_of(stream, "Event.wait(stream)")
         mark = self._mark
         if mark is not None:

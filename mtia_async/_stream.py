@@ -29,9 +29,11 @@ __all__ = [
     "Clear",
     "DeadQueue",
     "Failure",
+    "StreamHandle",
     "StreamImpl",
     "WaitOn",
     "check_kernel",
+    "foreign_runtime_error",
 ]
 
 # As in CUDA, a lower number is a higher priority; out-of-range values are clamped.
@@ -81,6 +83,15 @@ class Failure:
             pass  # the stream is dead (shutdown, fork, failed device): nothing runs anyway
 
 
+def foreign_runtime_error(what: str) -> ValueError:
+    """The error for mixing objects of two runtimes (the older one was shut down)."""
+    return ValueError(
+        f"{what} and the waiting stream belong to two mtia_async runtimes, one of them shut down (for "
+        "example by mtia_async.testing.fresh_runtime()); waiting across them would silently do nothing: "
+        "make both in the current runtime"
+    )
+
+
 def kernel_name(fn: object) -> str:
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
     if name is None and isinstance(fn, functools.partial):
@@ -113,6 +124,13 @@ def check_kernel(kernel: object) -> None:
         f"kernel {kernel_name(kernel)!r} is an async def or generator function; kernels run "
         "synchronously in a worker thread: pass a plain function (await the stream instead)"
     )
+
+
+class StreamHandle:
+    """Base of both facades' ``Stream`` classes: a handle on a ``StreamImpl``."""
+
+    __slots__ = ("_impl",)
+    _impl: StreamImpl
 
 
 class WaitOn:
@@ -212,7 +230,13 @@ class StreamImpl:
         return mark
 
     def wait_mark(self, mark: Mark) -> None:
-        """Make later work on this stream wait until ``mark`` is done (never blocks)."""
+        """Make later work on this stream wait until ``mark`` is done (never blocks).
+
+        Raises:
+            ValueError: ``mark`` belongs to another runtime (one that was shut down).
+        """
+        if mark.stream.device.runtime is not self.device.runtime:
+            raise foreign_runtime_error("the event or stream waited for")
         if mark.done and mark.error is None:
             return
         self.push_special(WaitOn(mark))
@@ -246,8 +270,12 @@ class StreamImpl:
         return type(dead)(str(dead))
 
     def marker(self) -> Mark:
-        """The allocator's marker: done once all work enqueued so far has run."""
-        if self.token and not self.q:
+        """The allocator's marker: done once all work enqueued so far has run.
+
+        A dead stream (runtime shut down, device failed, forked child) runs nothing more:
+        its marker is done at once, so freeing an array recorded on it never raises.
+        """
+        if (self.token and not self.q) or self.dead is not None:
             mark = Mark(self)
             mark.done = True
             return mark

@@ -114,7 +114,7 @@ class Mark:
     # The allocator's marker protocol: done / add_done_callback / wait.
     def add_done_callback(self, fn: Callable[[], None]) -> None:
         """Call ``fn()`` once the mark is done (now, if it already is)."""
-        if not self.add_waiter(fn):
+        if self.done or not self.add_waiter(fn):  # done never reverts: no lock needed to see it
             fn()
 
     def wait(self) -> None:
@@ -251,7 +251,7 @@ async def _wait_trio(mark: Mark) -> None:
             "(for example under asyncio.run(), trio.run() or anyio.run()); from plain threads "
             "use mtia_async.sync"
         )
-    import trio  # type: ignore[import-untyped,unused-ignore]
+    import trio
 
     event = trio.Event()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import itertools
 import json
 import pickle
 import random
@@ -25,54 +24,7 @@ from mtia_async._allocator import CachingAllocator, dump_snapshot, human_size  #
 from mtia_async._allocator import _check_invariants as check_invariants  # noqa: E402
 from mtia_async._exceptions import OutOfMemoryError  # noqa: E402
 from mtia_async._wait import mark_worker_thread  # noqa: E402
-
-
-class FakeMarker:
-    """A marker the test completes by hand (``complete``), or that ``wait`` completes."""
-
-    def __init__(self, done: bool = False) -> None:
-        self._lock = threading.Lock()
-        self.done = done
-        self._callbacks: list[Callable[[], None]] = []
-        self.waited = False
-
-    def add_done_callback(self, fn: Callable[[], None]) -> None:
-        with self._lock:
-            if not self.done:
-                self._callbacks.append(fn)
-                return
-        fn()
-
-    def complete(self) -> None:
-        with self._lock:
-            self.done = True
-            callbacks, self._callbacks = self._callbacks, []
-        for fn in callbacks:
-            fn()
-
-    def wait(self) -> None:
-        """Waiting lets the stream finish its work (the work the marker is behind)."""
-        self.waited = True
-        self.complete()
-
-
-class FakeStream:
-    """A stream with an int ``stream_id``; while ``busy``, its markers stay pending."""
-
-    def __init__(self, stream_id: int, busy: bool = False) -> None:
-        self.stream_id = stream_id
-        self.busy = busy
-        self.markers: list[FakeMarker] = []
-
-    def marker(self) -> FakeMarker:
-        mark = FakeMarker(done=not self.busy)
-        self.markers.append(mark)
-        return mark
-
-    def finish(self) -> None:
-        """All queued work ran: complete every marker taken so far."""
-        for mark in self.markers:
-            mark.complete()
+from fakes import FakeStream, checked, stats_of  # noqa: E402
 
 
 @pytest.fixture
@@ -88,17 +40,6 @@ def s0() -> FakeStream:
     return FakeStream(0)
 
 
-def stats_of(allocator: Any) -> dict[str, Any]:
-    stats: dict[str, Any] = allocator.memory_stats()
-    return stats
-
-
-def checked(allocator: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    stats, snap = allocator.stats_and_snapshot()
-    check_invariants(stats, snap)
-    return stats, snap
-
-
 def without_time(snap: dict[str, Any]) -> dict[str, Any]:
     return {
         "segments": snap["segments"],
@@ -107,79 +48,6 @@ def without_time(snap: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- sizes, pools, segments (M7) -------------------------------------------------------
-@pytest.mark.parametrize(
-    ("size", "count", "allocated", "segments"),
-    [
-        (1, 1, 512, [("small", 2 * MiB)]),
-        (512, 1, 512, [("small", 2 * MiB)]),
-        (513, 1, 1024, [("small", 2 * MiB)]),
-        (1 * MiB, 2, 2 * MiB, [("small", 2 * MiB)]),
-        (1 * MiB, 3, 3 * MiB, [("small", 2 * MiB), ("small", 2 * MiB)]),
-        (1 * MiB + 1, 1, 1 * MiB + 512, [("large", 20 * MiB)]),
-        (10 * MiB - 1, 1, 10 * MiB, [("large", 20 * MiB)]),
-        (10 * MiB + 512, 1, 10 * MiB + 512, [("large", 12 * MiB)]),
-    ],
-)
-def test_boundary_sizes_give_torch_segments(
-    alloc: Any, s0: FakeStream, size: int, count: int, allocated: int, segments: list[tuple[str, int]]
-) -> None:
-    blocks = [alloc.malloc(size, s0) for _ in range(count)]
-    stats, snap = checked(alloc)
-    assert stats["allocated_bytes.all.current"] == allocated
-    assert stats["requested_bytes.all.current"] == size * count
-    assert stats["reserved_bytes.all.current"] == sum(n for _, n in segments)
-    assert stats["segment.all.current"] == len(segments)
-    assert [(s["segment_type"], s["total_size"]) for s in snap["segments"]] == segments
-    assert all(b.size % 512 == 0 and b.requested_size == size for b in blocks)
-
-
-def test_one_byte_deltas_exactly(alloc: Any, s0: FakeStream) -> None:
-    before = stats_of(alloc)
-    block = alloc.malloc(1, s0)
-    after = stats_of(alloc)
-    changed = {k: (before[k], after[k]) for k in before if k != "dram" and before[k] != after[k]}
-    assert changed == {
-        **{f"allocation.{p}.{f}": (0, 1) for p in ("all", "small_pool") for f in ("current", "peak", "allocated")},
-        **{f"active.{p}.{f}": (0, 1) for p in ("all", "small_pool") for f in ("current", "peak", "allocated")},
-        **{
-            f"allocated_bytes.{p}.{f}": (0, 512)
-            for p in ("all", "small_pool")
-            for f in ("current", "peak", "allocated")
-        },
-        **{f"active_bytes.{p}.{f}": (0, 512) for p in ("all", "small_pool") for f in ("current", "peak", "allocated")},
-        **{f"requested_bytes.{p}.{f}": (0, 1) for p in ("all", "small_pool") for f in ("current", "peak", "allocated")},
-        **{f"segment.{p}.{f}": (0, 1) for p in ("all", "small_pool") for f in ("current", "peak", "allocated")},
-        **{
-            f"reserved_bytes.{p}.{f}": (0, 2 * MiB)
-            for p in ("all", "small_pool")
-            for f in ("current", "peak", "allocated")
-        },
-        **{f"inactive_split.{p}.{f}": (0, 1) for p in ("all", "small_pool") for f in ("current", "peak", "allocated")},
-        **{
-            f"inactive_split_bytes.{p}.{f}": (0, 2 * MiB - 512)
-            for p in ("all", "small_pool")
-            for f in ("current", "peak", "allocated")
-        },
-        "num_device_alloc": (0, 1),
-    }
-    assert after["dram"] == {
-        "allocated_bytes": 512,
-        "peak_bytes": 512,
-        "reserved_bytes": 2 * MiB,
-        "peak_reserved_bytes": 2 * MiB,
-        "num_allocs": 1,
-        "num_frees": 0,
-        "num_ooms": 0,
-    }
-    assert after["max_split_size"] == -1
-    assert [k for k in after if k != "dram"] == sorted(k for k in after if k != "dram")
-    alloc.free(block)
-    stats = stats_of(alloc)
-    assert stats["allocated_bytes.all.current"] == 0 and stats["allocated_bytes.all.freed"] == 512
-    assert stats["inactive_split.all.current"] == 0  # merged back into one whole-segment block
-    assert stats["reserved_bytes.all.current"] == 2 * MiB  # cached, not released
-
-
 def test_large_pool_splits_only_above_1mib(alloc: Any, s0: FakeStream) -> None:
     a = alloc.malloc(19 * MiB, s0)  # a 20 MiB segment; remainder 1 MiB: not split
     assert a.size == 20 * MiB
@@ -299,15 +167,6 @@ def test_record_stream_defers_reuse_until_the_marker_is_done(alloc: Any, s0: Fak
     assert d.ptr == a.ptr
 
 
-def test_record_stream_on_the_allocating_stream_is_a_noop(alloc: Any, s0: FakeStream) -> None:
-    a = alloc.malloc(4096, s0)
-    alloc.record_stream(a, FakeStream(0))  # same stream_id as the allocating stream
-    alloc.free(a)
-    assert s0.markers == []
-    _, snap = checked(alloc)
-    assert [b["state"] for b in snap["segments"][0]["blocks"]] == ["inactive"]
-
-
 def test_record_stream_marker_already_done_frees_at_once(alloc: Any, s0: FakeStream) -> None:
     side = FakeStream(3)  # drained: its markers are done when taken
     a = alloc.malloc(4096, s0)
@@ -350,21 +209,6 @@ def test_pending_free_of_several_streams_waits_for_all(alloc: Any, s0: FakeStrea
     assert stats_of(alloc)["active.all.current"] == 0
 
 
-def test_oom_retry_waits_for_a_pending_free_and_succeeds_first_call() -> None:
-    alloc = CachingAllocator(0, 2 * MiB)
-    s0, side = FakeStream(0), FakeStream(5, busy=True)
-    a = alloc.malloc(1 * MiB, s0)
-    b = alloc.malloc(1 * MiB, s0)
-    alloc.record_stream(a, side)
-    alloc.free(a)
-    c = alloc.malloc(1 * MiB, s0)  # the device is full; waiting for the side stream frees a
-    assert c.ptr == a.ptr and side.markers[0].waited
-    stats, _ = checked(alloc)
-    assert (stats["num_alloc_retries"], stats["num_sync_all_streams"], stats["num_ooms"]) == (1, 1, 0)
-    alloc.free(b)
-    alloc.free(c)
-
-
 def test_oom_on_a_worker_thread_does_not_wait() -> None:
     alloc = CachingAllocator(0, 2 * MiB)
     s0, side = FakeStream(0), FakeStream(5, busy=True)
@@ -391,77 +235,7 @@ def test_oom_on_a_worker_thread_does_not_wait() -> None:
     alloc.free(b)
 
 
-def test_empty_cache_never_waits_and_releases_after_the_marker(alloc: Any, s0: FakeStream) -> None:
-    side = FakeStream(4, busy=True)
-    keep = alloc.malloc(100, FakeStream(1))
-    a = alloc.malloc(100, s0)
-    alloc.record_stream(a, side)
-    alloc.free(a)
-    alloc.empty_cache()  # returns at once; the pending block's segment stays
-    stats = stats_of(alloc)
-    assert stats["segment.all.current"] == 2 and not side.markers[0].waited
-    finisher = threading.Thread(target=side.finish)
-    finisher.start()
-    finisher.join(10)
-    stats, snap = checked(alloc)
-    assert stats["segment.all.current"] == 1 and [s["stream"] for s in snap["segments"]] == [1]
-    assert stats["num_device_free"] == 1
-    alloc.free(keep)
-
-
-def test_record_stream_rejects_freed_and_bad_arguments(alloc: Any, s0: FakeStream) -> None:
-    a = alloc.malloc(64, s0)
-    alloc.free(a)
-    with pytest.raises(ValueError, match="invalid device pointer"):
-        alloc.record_stream(a, FakeStream(1))
-    with pytest.raises(TypeError, match="invalid device pointer"):
-        alloc.record_stream(12345, FakeStream(1))
-    b = alloc.malloc(64, s0)
-    with pytest.raises(TypeError, match="stream"):
-        alloc.record_stream(b, object())
-
-
 # --- out of memory (B4, F13) -----------------------------------------------------------
-def test_over_capacity_raises_with_sizes_and_changes_only_the_counters() -> None:
-    alloc = CachingAllocator(0, 64 * MiB)
-    s0 = FakeStream(0)
-    live = alloc.malloc(30 * MiB, s0)
-    live.buffer[:] = 42
-    before, snap_before = checked(alloc)
-    with pytest.raises(OutOfMemoryError) as info:
-        alloc.malloc(40 * MiB, s0)
-    error = info.value
-    message = str(error)
-    assert "MTIA out of memory. Tried to allocate 40.00 MiB" in message
-    assert "total capacity of 64.00 MiB" in message and "34.00 MiB is free" in message
-    assert "30.00 MiB is allocated" in message
-    assert isinstance(error, MemoryError)
-    assert (error.device, error.requested, error.capacity, error.free, error.allocated, error.reserved) == (
-        0,
-        40 * MiB,
-        64 * MiB,
-        34 * MiB,
-        30 * MiB,
-        30 * MiB,
-    )
-    clone = pickle.loads(pickle.dumps(error))
-    assert str(clone) == message and clone.free == error.free
-    after, snap_after = checked(alloc)
-    changed = {k for k in before if before[k] != after[k]}
-    assert changed == {"num_ooms", "num_alloc_retries", "dram"}
-    assert after["num_ooms"] == 1 and after["dram"]["num_ooms"] == 1
-    assert snap_after == snap_before
-    assert (live.buffer == 42).all()
-
-
-def test_more_than_1eb_is_refused_without_touching_the_device(alloc: Any, s0: FakeStream) -> None:
-    before = stats_of(alloc)
-    for size in (1 << 60, (1 << 64) + 5):
-        with pytest.raises(OutOfMemoryError, match="Tried to allocate more than 1EB memory"):
-            alloc.malloc(size, s0)
-    assert stats_of(alloc) == before
-
-
 def test_observer_sees_the_sizes_and_may_read_the_allocator() -> None:
     alloc = CachingAllocator(2, 32 * MiB)
     s0 = FakeStream(0)
@@ -534,29 +308,6 @@ def test_host_memory_failure_is_reported_as_device_oom(
 
 
 # --- bad arguments (B4, B5) ------------------------------------------------------------
-def test_zero_size_is_the_null_handle(alloc: Any, s0: FakeStream) -> None:
-    before = stats_of(alloc)
-    assert alloc.malloc(0, s0) is None
-    assert stats_of(alloc) == before
-
-
-@pytest.mark.parametrize(
-    ("size", "error", "pattern"),
-    [
-        (-1, ValueError, "-1"),
-        (1.5, TypeError, "float 1.5"),
-        ("8", TypeError, "str '8'"),
-        (True, TypeError, "bool True"),
-        (None, TypeError, "NoneType"),
-    ],
-)
-def test_bad_sizes_are_rejected(alloc: Any, s0: FakeStream, size: Any, error: type[Exception], pattern: str) -> None:
-    before = stats_of(alloc)
-    with pytest.raises(error, match=pattern):
-        alloc.malloc(size, s0)
-    assert stats_of(alloc) == before
-
-
 def test_numpy_integer_sizes_are_accepted(alloc: Any, s0: FakeStream) -> None:
     block = alloc.malloc(np.int64(700), s0)
     assert block.size == 1024 and block.requested_size == 700
@@ -567,41 +318,7 @@ def test_bad_stream_is_rejected(alloc: Any) -> None:
         alloc.malloc(8, object())
 
 
-def test_double_and_foreign_frees_change_nothing(alloc: Any, s0: FakeStream) -> None:
-    a = alloc.malloc(100, s0)
-    keep = alloc.malloc(100, s0)
-    alloc.free(a)
-    foreign = CachingAllocator(1, 1 * GiB).malloc(100, s0)
-    before = alloc.stats_and_snapshot()
-    for bad in (a, foreign):
-        with pytest.raises(ValueError, match="invalid device pointer"):
-            alloc.free(bad)
-    with pytest.raises(TypeError, match="invalid device pointer"):
-        alloc.free(keep.ptr)
-    assert alloc.stats_and_snapshot() == before
-    alloc.free(keep)
-
-
 # --- statistics ------------------------------------------------------------------------
-def test_reset_peak_memory_stats(alloc: Any, s0: FakeStream) -> None:
-    blocks = [alloc.malloc(n, s0) for n in (100, 5 * MiB, 2000, 30 * MiB)]
-    for b in blocks[1:]:
-        alloc.free(b)
-    alloc.empty_cache()
-    before = stats_of(alloc)
-    assert before["allocated_bytes.all.peak"] > before["allocated_bytes.all.current"]
-    alloc.reset_peak_memory_stats()
-    after = stats_of(alloc)
-    for key, value in after.items():
-        if key.endswith(".peak"):
-            assert value == after[key[: -len("peak")] + "current"], key
-        elif key != "dram":
-            assert value == before[key], key
-    assert after["dram"]["peak_bytes"] == after["dram"]["allocated_bytes"] == 512
-    alloc.malloc(4 * KiB, s0)
-    assert stats_of(alloc)["allocated_bytes.all.peak"] == 512 + 4 * KiB
-
-
 def test_mem_get_info_and_summary(alloc: Any, s0: FakeStream) -> None:
     a = alloc.malloc(3 * MiB, s0)
     assert alloc.mem_get_info() == (1 * GiB - 20 * MiB, 1 * GiB)
@@ -662,63 +379,6 @@ def test_check_invariants_can_fail(alloc: Any, s0: FakeStream) -> None:
 
 
 # --- seeded fuzz (L6, M5, M6, M1) ------------------------------------------------------
-@pytest.mark.slow
-def test_fuzz_alloc_free_empty_cache() -> None:
-    rng = random.Random(1234)
-    alloc = CachingAllocator(0, 2 * GiB)
-    streams = [FakeStream(i) for i in range(3)]
-    side = FakeStream(50, busy=True)
-    live: dict[int, tuple[Any, int]] = {}  # id -> (block, fill byte)
-    next_id = 0
-
-    def new_block(size: int, stream: FakeStream) -> None:
-        nonlocal next_id
-        block = alloc.malloc(size, stream)
-        next_id += 1
-        block.buffer[:size] = next_id % 251
-        live[next_id] = (block, next_id % 251)
-
-    def take(key: int) -> Any:
-        block, fill = live.pop(key)
-        assert (block.buffer[: block.requested_size] == fill).all(), f"contents of {block} changed"
-        return block
-
-    for step in range(10_000):
-        op = rng.random()
-        if op < 0.50 and len(live) < 48:
-            new_block(int(2 ** rng.uniform(0, 25)), rng.choice(streams))  # 1 B .. 32 MiB, log-uniform
-        elif op < 0.85 and live:
-            alloc.free(take(rng.choice(list(live))))
-        elif op < 0.90 and live:  # free and take the same size back at once
-            block = take(rng.choice(list(live)))
-            alloc.free(block)
-            new_block(block.requested_size, block.stream)
-        elif op < 0.95 and live:  # a free that waits for the side stream
-            block = take(rng.choice(list(live)))
-            alloc.record_stream(block, side)
-            alloc.free(block)
-        elif op < 0.97:
-            side.finish()
-        elif op < 0.985:
-            alloc.empty_cache()
-        else:
-            alloc.reset_peak_memory_stats()
-        spans = sorted((b.ptr, b.ptr + b.size) for b, _ in live.values())
-        assert all(end <= start for (_, end), (start, _) in itertools.pairwise(spans)), f"step {step}: overlap"
-        stats, snap = alloc.stats_and_snapshot()
-        check_invariants(stats, snap)
-        assert stats["allocation.all.current"] == len(live), f"step {step}"
-    for key in list(live):
-        alloc.free(take(key))
-    side.finish()
-    alloc.empty_cache()
-    stats, snap = checked(alloc)
-    assert snap["segments"] == []
-    for key in ("allocated_bytes", "active_bytes", "requested_bytes", "reserved_bytes", "segment", "allocation"):
-        assert stats[f"{key}.all.current"] == 0
-    assert stats["num_device_alloc"] == stats["num_device_free"] > 0
-
-
 # --- threads (C6, C7) and re-entrancy --------------------------------------------------
 def test_threads_allocate_while_another_polls_consistent_views() -> None:
     alloc = CachingAllocator(0, 4 * GiB)
@@ -862,34 +522,6 @@ def test_garbage_collection_inside_malloc_frees_safely(alloc: Any, s0: FakeStrea
 
 
 # --- history and snapshots (M10) -------------------------------------------------------
-def test_history_actions_and_addresses(alloc: Any, s0: FakeStream) -> None:
-    alloc.record_memory_history("all")
-    block = alloc.malloc(100, s0)
-    snap = alloc.snapshot()
-    [seg] = snap["segments"]
-    assert seg["blocks"][0]["address"] == block.ptr and seg["address"] == block.ptr
-    frames = seg["blocks"][0]["frames"]
-    assert frames[0]["name"] == "test_history_actions_and_addresses" and frames[0]["filename"] == __file__
-    assert all("mtia_async" not in f["filename"] for f in frames)
-    alloc.free(block)
-    alloc.empty_cache()
-    trace = alloc.snapshot()["device_traces"][0]
-    assert [e["action"] for e in trace] == [
-        "segment_alloc",
-        "alloc",
-        "snapshot",
-        "free_requested",
-        "free_completed",
-        "segment_free",
-        "snapshot",
-    ]
-    assert [e["addr"] for e in trace if e["action"] != "snapshot"] == [block.ptr] * 5
-    assert [e["size"] for e in trace[:2]] == [2 * MiB, 100]
-    assert all(e["stream"] == 0 and isinstance(e["time_us"], int) for e in trace)
-    alloc.record_memory_history(None)
-    assert alloc.snapshot()["device_traces"] == [[]]
-
-
 def test_history_of_pending_frees_and_ooms() -> None:
     alloc = CachingAllocator(0, 2 * MiB)
     s0, side = FakeStream(0), FakeStream(1, busy=True)
@@ -912,41 +544,6 @@ def test_history_of_pending_frees_and_ooms() -> None:
     ]
     oom = trace[5]
     assert (oom["addr"], oom["size"]) == (2 * MiB, 3 * MiB)  # torch's: free bytes, request
-
-
-def test_history_ring_buffer_and_state_mode(alloc: Any, s0: FakeStream) -> None:
-    alloc.record_memory_history("all", max_entries=10)
-    rng = random.Random(5)
-    live: list[Any] = []
-    for _ in range(500):
-        if rng.random() < 0.5 or not live:
-            live.append(alloc.malloc(rng.randrange(1, 3 * MiB), s0))
-        else:
-            alloc.free(live.pop(rng.randrange(len(live))))
-        assert len(alloc._trace) <= 10
-    assert len(alloc.snapshot()["device_traces"][0]) == 10
-    alloc.record_memory_history("state")
-    block = alloc.malloc(100, s0)
-    snap = alloc.snapshot()
-    assert snap["device_traces"] == [[]]
-    mine = [b for s in snap["segments"] for b in s["blocks"] if b["address"] == block.ptr]
-    assert mine[0]["frames"][0]["name"] == "test_history_ring_buffer_and_state_mode"
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "pattern"),
-    [
-        ({"enabled": "bogus"}, "'bogus'"),
-        ({"max_entries": -1}, "-1"),
-        ({"max_entries": 1.5}, "1.5"),
-        ({"max_entries": True}, "True"),
-        ({"stacks": "cpp"}, "'cpp'"),
-    ],
-)
-def test_history_rejects_bad_arguments(alloc: Any, kwargs: dict[str, Any], pattern: str) -> None:
-    with pytest.raises(ValueError, match=pattern):
-        alloc.record_memory_history(**kwargs)
-    assert alloc._context == 0
 
 
 def test_snapshot_pickles_and_round_trips_json(alloc: Any, s0: FakeStream, tmp_path: Path) -> None:

@@ -4,36 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
-import traceback
 
 import pytest
 from structlog.testing import capture_logs
 
-import mtia_async as mtia
 import mtia_async.sync as mtia_sync
 
 
 def boom(msg: str = "boom") -> None:
     raise ValueError(msg)
-
-
-async def test_failure_skips_later_kernels_and_raises_at_synchronize() -> None:
-    s = mtia.Stream()
-    ran: list[int] = []
-    s.launch(ran.append, 1)
-    s.launch(boom)
-    s.launch(ran.append, 2)
-    with pytest.raises(mtia.KernelError, match="ValueError: boom") as info:
-        await s.synchronize()
-    assert ran == [1]
-    cause = info.value.__cause__
-    assert isinstance(cause, ValueError) and str(cause) == "boom"
-    assert any(frame.name == "boom" for frame in traceback.extract_tb(cause.__traceback__))
-    # Reported once: the stream is usable again.
-    s.launch(ran.append, 3)
-    await s.synchronize()
-    assert ran == [1, 3]
-    await s.synchronize()
 
 
 def test_failure_on_a_drained_stream_is_raised_by_the_next_wait() -> None:
@@ -100,18 +79,6 @@ def test_failure_of_a_dropped_stream_is_not_lost() -> None:
     del s
     with pytest.raises(mtia_sync.KernelError, match="orphan"):
         mtia_sync.synchronize()
-
-
-def test_other_streams_keep_running() -> None:
-    bad, good = mtia_sync.Stream(), mtia_sync.Stream()
-    out: list[int] = []
-    bad.launch(boom)
-    for i in range(100):
-        good.launch(out.append, i)
-    good.synchronize()
-    assert out == list(range(100))
-    with pytest.raises(mtia_sync.KernelError):
-        bad.synchronize()
 
 
 def test_concurrent_waiters_all_see_the_failure() -> None:
