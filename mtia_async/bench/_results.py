@@ -44,7 +44,7 @@ def machine_info() -> dict[str, Any]:
     import mtia_async
 
     try:
-        from threadpoolctl import threadpool_info  # type: ignore[import-untyped]
+        from threadpoolctl import threadpool_info
 
         blas: list[dict[str, Any]] | str = [dict(info) for info in threadpool_info()]
     except ImportError:

@@ -30,7 +30,7 @@ def _gib(nbytes: int) -> str:
 
 def _blas() -> str:
     try:
-        from threadpoolctl import threadpool_info  # type: ignore[import-untyped]
+        from threadpoolctl import threadpool_info
     except ImportError:
         return "BLAS unknown (threadpoolctl not installed)"
     infos = [i for i in threadpool_info() if i.get("user_api") == "blas"]
