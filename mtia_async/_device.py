@@ -6,8 +6,9 @@ worker (one wake-up); when every worker is busy it waits in the ready queue, one
 deque per priority, and the highest priority is served first. A worker drains one
 stream at a time: it swaps the stream's FIFO list out under the stream lock and runs
 the batch without any lock, so a kernel costs ~0.1 us of bookkeeping. Between items
-it checks one attribute (``preempt_below``) and hands the stream back when a
-higher-priority stream is waiting, or when its time slice is up and another is.
+it checks one attribute (``preempt_below``, the best priority waiting in the ready
+queue) and hands the stream back when a higher-priority stream is waiting, or when its
+2 ms slice is up and one of equal priority is.
 """
 
 from __future__ import annotations
@@ -168,7 +169,6 @@ class DeviceImpl:
         prio = s.priority
         fail = s.fail
         start = _perf_ns()
-        count = 0
         fn: Any = None
         args: Any = None
         try:
@@ -183,8 +183,11 @@ class DeviceImpl:
                             fail = self._special(s, fn, args, fail)
                             if fail is _PARK:
                                 return
-                        count += 1
-                        if self.preempt_below < prio or (self.nready and not count & 63 and _perf_ns() - start > _SLICE_NS):
+                        # One read when nothing waits; a stream of equal priority waiting
+                        # also gets here, and takes over once our 2 ms slice is used up.
+                        if self.preempt_below <= prio and (
+                            self.preempt_below < prio or _perf_ns() - start > _SLICE_NS
+                        ):
                             self.make_ready(s)  # hand the stream back; we keep no reference
                             return
                     # Empty: give the token back, then re-check for a launch that raced us.
