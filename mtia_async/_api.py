@@ -22,6 +22,7 @@ from ._context import (
     _ctx,
 )
 from ._event import EventBase
+from ._exceptions import fresh_copy
 from ._kernel_args import bind
 from ._runtime import configure, get_runtime, init, is_initialized, peek_config, state
 from ._stream import _BAD_FLAGS, StreamHandle, StreamImpl, check_kernel, foreign_runtime_error
@@ -325,7 +326,7 @@ def device_sync_marks(device: object = None) -> list[Mark]:
     rt = get_runtime()
     dev = rt.devices[resolve_device(device, rt)]
     if dev.failed is not None:
-        raise type(dev.failed)(str(dev.failed))
+        raise fresh_copy(dev.failed)
     marks = []
     for s in list(dev.streams.values()):
         mark = s.sync_mark()

@@ -93,5 +93,15 @@ class OutOfMemoryError(MTIAError, MemoryError):
         return (_rebuild_oom, (self.args[0] if self.args else "", kwargs))
 
 
+def fresh_copy(exc: BaseException) -> BaseException:
+    """A new exception like ``exc`` (same type, message and cause) to raise at another wait.
+
+    Raising the stored object itself from several threads would grow one shared traceback.
+    """
+    copy = type(exc)(str(exc))
+    copy.__cause__ = exc.__cause__
+    return copy
+
+
 def _rebuild_oom(message: str, kwargs: dict[str, int]) -> OutOfMemoryError:
     return OutOfMemoryError(message, **kwargs)

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import MTIAError
+from ._exceptions import MTIAError, fresh_copy
 from ._wait import Mark
 
 if TYPE_CHECKING:
@@ -159,8 +159,7 @@ class DeadQueue(deque[Any]):
         self.reason = reason
 
     def extend(self, items: object) -> None:
-        reason = self.reason
-        raise type(reason)(str(reason))
+        raise fresh_copy(self.reason)
 
     extendleft = extend
 
@@ -265,9 +264,8 @@ class StreamImpl:
         return self.record_mark()
 
     def dead_error(self) -> BaseException:
-        dead = self.dead
-        assert dead is not None
-        return type(dead)(str(dead))
+        assert self.dead is not None
+        return fresh_copy(self.dead)
 
     def marker(self) -> Mark:
         """The allocator's marker: done once all work enqueued so far has run.

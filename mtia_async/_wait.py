@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import KernelError
+from ._exceptions import KernelError, fresh_copy
 from ._log import log
 
 if TYPE_CHECKING:
@@ -164,7 +164,7 @@ def _raise_one(failure: Failure) -> None:
     failure.report()
     exc = failure.exc
     if failure.kernel is None:  # not a kernel: the device failed or the runtime shut down
-        raise type(exc)(str(exc)) from exc.__cause__
+        raise fresh_copy(exc)
     raise KernelError(failure.message()) from exc
 
 
