@@ -60,7 +60,6 @@ class DeviceImpl:
         self.workers: list[_Worker] = []
         self.streams: weakref.WeakValueDictionary[int, StreamImpl] = weakref.WeakValueDictionary()
         self.unreported: dict[int, Failure] = {}  # id(failure) -> failure, keeps failed streams alive
-        self.closing = False
         self.failed: BaseException | None = None  # a worker died
         self.stopped: BaseException | None = None  # why the device runs nothing more
         self.default_stream = self.new_stream(0, stream_id=0)
@@ -151,7 +150,7 @@ class DeviceImpl:
                     with self.lock:
                         s = self._pop_ready()
                         if s is None:
-                            if self.closing:
+                            if self.stopped is not None:
                                 return
                             self.idle.append(worker)
                     if s is None:
@@ -320,8 +319,6 @@ class DeviceImpl:
 
     def shutdown(self, join_timeout: float | None) -> list[threading.Thread]:
         """Stop the workers after their current kernel; queued work is dropped."""
-        with self.lock:
-            self.closing = True
         self._stop(RuntimeError("the mtia_async runtime was shut down; this stream belongs to it"))
         threads = [w.thread for w in self.workers if w.thread is not None]
         if join_timeout is not None:

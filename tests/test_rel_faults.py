@@ -145,6 +145,8 @@ def test_F2_dead_worker_fails_every_pending_awaiter_within_1s(
         mtia_sync.synchronize()
     gate.set()
     assert hooked == []  # reported to the waiters, not left to threading.excepthook
+    # A failed device keeps no worker: once their kernels end, they all exit by themselves.
+    join_all([t for t in threading.enumerate() if t.name.startswith("mtia_async-dev0-")], timeout=5)
     monkeypatch.undo()
     reset_runtime()
     s = mtia_sync.Stream()  # a fresh runtime works again
