@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mtia_async._allocator import CachingAllocator
+from mtia_async._memory import CachingAllocator
 
 NUMBER = 200_000
 REPEATS = 5

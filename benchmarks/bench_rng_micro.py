@@ -28,8 +28,8 @@ try:
     randn: Callable[..., object] = mtia.randn  # type: ignore[attr-defined]
     manual_seed: Callable[[int], None] = mtia.manual_seed  # type: ignore[attr-defined]
 except AttributeError:  # before the facades export the random functions
-    from mtia_async._random import manual_seed
-    from mtia_async._random_kernels import randn
+    from mtia_async import manual_seed
+    from mtia_async import randn
 
 
 def _time(fn: Callable[[], None]) -> float:

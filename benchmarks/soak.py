@@ -57,8 +57,8 @@ except ImportError:  # run from a checkout without installing
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import mtia_async as mtia
 import mtia_async.sync as mtia_sync
-from mtia_async._memhistory import check_invariants
-from mtia_async._runtime import get_runtime
+from mtia_async.testing import check_invariants
+from mtia_async._core.runtime import get_runtime
 
 __all__ = ["Soak", "SoakFailure", "SoakResult", "main"]
 

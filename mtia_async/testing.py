@@ -1,4 +1,7 @@
-"""Test helpers: a fresh runtime per test, so no state leaks between tests.
+"""Test helpers: a fresh runtime per test, and the allocator's invariants.
+
+``check_invariants(stats, snapshot)`` asserts the reliability catalogue's M5 and M6 on
+``memory_stats()`` and ``snapshot()`` dicts (see its docstring).
 
 Use the context manager::
 
@@ -22,9 +25,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ._runtime import configure, shutdown_runtime, state
+from ._core.runtime import configure, shutdown_runtime, state
+from ._memory.invariants import check_invariants as check_invariants
 
-__all__ = ["fresh_runtime", "init_count", "mtia_runtime", "reset_runtime"]
+__all__ = ["check_invariants", "fresh_runtime", "init_count", "mtia_runtime", "reset_runtime", "worker_threads"]
 
 
 def reset_runtime(join_timeout: float = 10.0) -> None:

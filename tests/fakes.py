@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from mtia_async._allocator import _check_invariants as check_invariants
+from mtia_async.testing import check_invariants
 
 __all__ = ["FakeMarker", "FakeStream", "checked", "stats_of"]
 

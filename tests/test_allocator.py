@@ -19,11 +19,11 @@ pytestmark = pytest.mark.timeout(120)
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 
 
-import mtia_async._allocator  # noqa: E402
-from mtia_async._allocator import CachingAllocator, dump_snapshot, human_size  # noqa: E402
-from mtia_async._allocator import _check_invariants as check_invariants  # noqa: E402
-from mtia_async._exceptions import OutOfMemoryError  # noqa: E402
-from mtia_async._wait import mark_worker_thread  # noqa: E402
+import mtia_async._memory.segments  # noqa: E402
+from mtia_async._memory import CachingAllocator, dump_snapshot, human_size  # noqa: E402
+from mtia_async.testing import check_invariants  # noqa: E402
+from mtia_async import OutOfMemoryError  # noqa: E402
+from mtia_async._worker_flag import mark_worker_thread  # noqa: E402
 from fakes import FakeStream, checked, stats_of  # noqa: E402
 
 
@@ -297,7 +297,7 @@ def test_host_memory_failure_is_reported_as_device_oom(
     def no_memory(*args: Any, **kwargs: Any) -> Any:
         raise MemoryError("host exhausted")
 
-    monkeypatch.setattr(mtia_async._allocator.np, "empty", no_memory)
+    monkeypatch.setattr(mtia_async._memory.segments.np, "empty", no_memory)
     with pytest.raises(OutOfMemoryError, match="host could not back a segment of 2.00 MiB") as info:
         alloc.malloc(10, s0)
     assert isinstance(info.value, MemoryError)
@@ -477,7 +477,7 @@ def test_free_from_inside_the_lock_is_deferred_not_deadlocked(alloc: Any, s0: Fa
             alloc.free(b)
             with pytest.raises(ValueError, match="invalid device pointer"):
                 alloc.free(a)
-            assert alloc._small.n == 3 and side.markers == []  # nothing done yet: the allocator is mid-call
+            assert alloc._small.count == 3 and side.markers == []  # nothing done yet: the allocator is mid-call
         stats = stats_of(alloc)
         assert stats["allocation.all.current"] == 1 and stats["allocation.all.freed"] == 2
         assert len(side.markers) == 1

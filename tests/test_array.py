@@ -425,7 +425,7 @@ def test_a_failing_kernel_with_array_arguments_is_named() -> None:
 # --- memory ------------------------------------------------------------------------------------------
 def test_memory_goes_back_down_after_del() -> None:
     assert mtia.memory_allocated() == 0
-    a = mtia.empty((256, 256), dtype=np.float32)  # 256 KiB: small pool
+    a = mtia.zeros((256, 256), dtype=np.float32)  # 256 KiB: small pool (zeros: a * 2 reads it)
     b = a * 2
     assert mtia.memory_allocated() == 2 * 256 * 1024
     mtia_sync.synchronize()

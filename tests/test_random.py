@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import struct
 import threading
-from types import SimpleNamespace
 from typing import Any
 
 import ml_dtypes
@@ -15,27 +14,11 @@ from conftest import join_all, run_python
 
 import mtia_async
 import mtia_async.sync as mtia_sync
-from mtia_async import _array, _philox, _random, _random_kernels
+from mtia_async._random import generator as _generator
+from mtia_async._random import philox as _philox
 
-NAMES = [
-    "Generator", "bernoulli", "get_rng_state", "get_rng_state_all", "initial_seed", "manual_seed",
-    "manual_seed_all", "normal", "rand", "randint", "randn", "randperm", "seed", "seed_all",
-    "set_rng_state", "set_rng_state_all", "uniform",
-]  # fmt: skip
-
-
-def _api(facade: Any) -> SimpleNamespace:
-    """The facade's random API; the private modules' names until the facades export them."""
-    names = {n: getattr(facade, n, None) or getattr(_random, n, None) or getattr(_random_kernels, n) for n in NAMES}
-    names.update(
-        {n: getattr(facade, n) for n in ("Stream", "stream", "device", "synchronize", "init", "configure", "is_initialized")}
-    )
-    names["asarray"] = getattr(facade, "asarray", None) or _array.asarray
-    return SimpleNamespace(**names)
-
-
-mtia = _api(mtia_sync)
-amtia = _api(mtia_async)
+mtia = mtia_sync
+amtia = mtia_async
 BF16 = np.dtype(ml_dtypes.bfloat16)
 DEFAULT_SEED = 67280421310721
 
@@ -149,12 +132,9 @@ def test_same_seed_same_numbers_in_another_process() -> None:
         """
         import numpy as np
         import mtia_async.sync as m
-        from mtia_async import _random, _random_kernels
-        randn = getattr(m, "randn", None) or _random_kernels.randn
-        randint = getattr(m, "randint", None) or _random_kernels.randint
-        (getattr(m, "manual_seed", None) or _random.manual_seed)(2024)
-        a = randn(64).numpy()
-        b = randint(0, 1000, (16,)).numpy()
+        m.manual_seed(2024)
+        a = m.randn(64).numpy()
+        b = m.randint(0, 1000, (16,)).numpy()
         print(a.tobytes().hex(), b.tobytes().hex())
         """
     )
@@ -182,7 +162,7 @@ def test_two_streams_interleaved_equal_one_stream_sequential() -> None:
 def test_concurrent_launches_never_overlap_in_the_counter(monkeypatch: pytest.MonkeyPatch) -> None:
     reserved: list[tuple[int, int]] = []
     lock = threading.Lock()
-    real = _random.Generator._reserve
+    real = _generator.Generator._reserve
 
     def spy(self: Any, blocks: int) -> Any:
         key, start = real(self, blocks)
@@ -190,7 +170,7 @@ def test_concurrent_launches_never_overlap_in_the_counter(monkeypatch: pytest.Mo
             reserved.append((start, blocks))
         return key, start
 
-    monkeypatch.setattr(_random.Generator, "_reserve", spy)
+    monkeypatch.setattr(_generator.Generator, "_reserve", spy)
     mtia.manual_seed(77)
     n, per_thread, threads = 5000, 10, 4
     out: list[np.ndarray] = []
@@ -395,8 +375,7 @@ def test_deferred_seeding_in_a_fresh_interpreter() -> None:
         """
         import numpy as np
         import mtia_async.sync as m
-        from mtia_async import _random, _random_kernels
-        api = lambda n: getattr(m, n, None) or getattr(_random, n, None) or getattr(_random_kernels, n)
+        api = lambda n: getattr(m, n)
         api("manual_seed")(123)
         print(m.is_initialized())
         print(api("initial_seed")(), m.is_initialized())

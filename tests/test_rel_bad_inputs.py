@@ -21,9 +21,9 @@ import mtia_async as mtia
 import mtia_async.sync as mtia_sync
 from conftest import join_all, run_python
 from fakes import FakeStream, checked
-from mtia_async._allocator import Block, CachingAllocator
-from mtia_async._exceptions import OutOfMemoryError
-from mtia_async._runtime import get_runtime, peek_config
+from mtia_async._memory import Block, CachingAllocator
+from mtia_async import OutOfMemoryError
+from mtia_async._core.runtime import get_runtime, peek_config
 from mtia_async.testing import fresh_runtime
 from reltools import MiB, seeded
 

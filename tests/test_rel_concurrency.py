@@ -19,8 +19,8 @@ import pytest
 import mtia_async as mtia
 import mtia_async.sync as mtia_sync
 from conftest import join_all
-from mtia_async._allocator import _check_invariants as check_invariants
-from mtia_async._runtime import get_runtime
+from mtia_async.testing import check_invariants
+from mtia_async._core.runtime import get_runtime
 
 
 # --- C1 ------------------------------------------------------------------------------------------

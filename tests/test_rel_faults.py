@@ -25,9 +25,9 @@ import pytest
 import mtia_async as mtia
 import mtia_async.sync as mtia_sync
 from conftest import ROOT, join_all, run_python
-from mtia_async._allocator import _check_invariants as check_invariants
-from mtia_async._device import DeviceImpl
-from mtia_async._runtime import get_runtime
+from mtia_async.testing import check_invariants
+from mtia_async._core.device import DeviceImpl
+from mtia_async._core.runtime import get_runtime
 from mtia_async.testing import fresh_runtime, reset_runtime
 from reltools import MiB, boom, wait_until
 
@@ -528,7 +528,7 @@ def test_F10_fork_while_a_worker_holds_the_allocator_and_queue_locks_does_not_de
         import gc, os, sys, threading, time
         import mtia_async as mtia
         import mtia_async.sync as m
-        from mtia_async._runtime import get_runtime
+        from mtia_async._core.runtime import get_runtime
 
         s = m.Stream()
         keep = mtia.zeros(1024)  # a parent array the child drops
@@ -673,7 +673,7 @@ def test_F12_queued_call_reentering_lazy_init_does_not_deadlock() -> None:
     result = run_python(
         """
         import mtia_async as m
-        from mtia_async._runtime import queue_call
+        from mtia_async._core.runtime import queue_call
         from mtia_async.testing import init_count
         seen = []
         queue_call(lambda rt: seen.append((m.current_stream().stream_id, m.get_rng_state().size)))

@@ -19,8 +19,8 @@ import mtia_async as mtia
 import mtia_async.sync as mtia_sync
 from conftest import ROOT
 from fakes import FakeStream, checked
-from mtia_async._allocator import CachingAllocator
-from mtia_async._allocator import _check_invariants as check_invariants
+from mtia_async._memory import CachingAllocator
+from mtia_async.testing import check_invariants
 from reltools import seeded
 
 

@@ -23,8 +23,8 @@ import mtia_async.sync as mtia_sync
 from conftest import join_all
 from fakes import FakeStream, checked, stats_of
 from leakcheck import device_usage, no_leaks
-from mtia_async._allocator import CachingAllocator
-from mtia_async._runtime import get_runtime
+from mtia_async._memory import CachingAllocator
+from mtia_async._core.runtime import get_runtime
 from mtia_async.testing import fresh_runtime, worker_threads
 from reltools import MiB, boom, seeded
 

@@ -33,9 +33,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 import mtia_async as mtia
 import mtia_async.sync as mtia_sync
-from mtia_async._memhistory import FIELDS, POOLS, STAT_NAMES
-from mtia_async._memhistory import check_invariants as check_invariants
-from mtia_async._runtime import get_runtime
+from mtia_async._memory.stats import FIELDS, POOLS, STAT_NAMES
+from mtia_async.testing import check_invariants
+from mtia_async._core.runtime import get_runtime
 from mtia_async.testing import fresh_runtime, reset_runtime
 
 MiB = 1 << 20

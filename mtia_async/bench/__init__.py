@@ -1,8 +1,9 @@
 """Benchmarks of mtia_async: ``python -m mtia_async bench [SUITES...]``.
 
 Each suite returns :class:`Row` objects: samples of one figure, a baseline measured in
-the same run, and the goal of docs/performance-goals.md it is checked against. See
-docs/performance.md for the method and the latest results.
+the same run, and the goal it is checked against (``GOALS``: the project's speed goals,
+listed with their reasons in docs/performance.md, with the method and latest results).
+Suites use the public API only.
 """
 
 from __future__ import annotations

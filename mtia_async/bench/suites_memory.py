@@ -1,12 +1,7 @@
-"""Suites ``memory``, ``dispatch`` and ``rng``: DeviceArrays, the allocator and the generator.
-
-These features are written alongside the core; each suite looks them up at run time and
-reports its rows as ``skipped: <reason>`` only while the feature cannot be imported.
-"""
+"""Suites ``memory``, ``dispatch`` and ``rng``: DeviceArrays, the allocator and the generator."""
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import time
 from collections.abc import Callable
@@ -14,35 +9,9 @@ from typing import Any
 
 from ._harness import Baseline, Context, Row
 
-__all__ = ["find_feature", "run_dispatch", "run_memory", "run_rng", "torch_or_reason"]
+__all__ = ["run_dispatch", "run_memory", "run_rng", "torch_or_reason"]
 
 _ns = time.perf_counter_ns
-
-
-def find_feature(name: str, *private: str) -> tuple[Callable[..., Any] | None, str]:
-    """Return ``(mtia_async.<name>, "")``, else the first of the ``private`` modules' ``name``.
-
-    Returns:
-        ``(None, reason)`` when no module offers it (the reason names what failed).
-    """
-    import mtia_async
-
-    fn = getattr(mtia_async, name, None)
-    if callable(fn):
-        return fn, ""
-    errors = []
-    for module in private:
-        try:
-            mod = importlib.import_module(module)
-        except Exception as exc:  # noqa: BLE001 - a module being written may fail in any way; reported
-            errors.append(f"{module}: {type(exc).__name__}: {exc}")
-            continue
-        fn = getattr(mod, name, None)
-        if callable(fn):
-            return fn, ""
-        errors.append(f"{module} has no {name}")
-    detail = f" ({'; '.join(errors)})" if errors else ""
-    return None, f"mtia_async.{name} is not importable yet{detail}"
 
 
 def torch_or_reason() -> tuple[Any, str]:
@@ -70,11 +39,9 @@ def run_memory(ctx: Context) -> list[Row]:
 
     suite = "memory"
     name = "mtia_async.empty(256, float32) + del"
-    empty, reason = find_feature("empty", "mtia_async._array", "mtia_async._memory")
+    from mtia_async.sync import empty
+
     torch, torch_reason = torch_or_reason()
-    if empty is None:
-        return [Row("memory.alloc_free", suite, name, "us", skipped=reason),
-                Row("memory.alloc_free.torch", suite, f"{name} vs torch.empty", "us", skipped=reason)]
     n = ctx.n(100_000, 20_000)
     f32 = np.float32
 
@@ -137,13 +104,9 @@ def run_dispatch(ctx: Context) -> list[Row]:
 
     suite = "dispatch"
     cases = _dispatch_cases(ctx)
-    asarray, reason = find_feature("asarray", "mtia_async._array")
+    from mtia_async.sync import asarray
+
     torch, torch_reason = torch_or_reason()
-    if asarray is None:
-        skipped = [Row(f"dispatch.{op}.{size}", suite, f"{_OP_TEXT[op]}, {size}", "us", skipped=reason)
-                   for op, size, _, _ in cases]
-        skipped.append(Row("dispatch.add.16.torch", suite, "c = a + b, 16 vs torch", "us", skipped=reason))
-        return skipped
 
     ops: dict[str, Callable[[Any, Any], Any]] = {
         "add": lambda a, b: a + b,
@@ -211,9 +174,8 @@ def run_rng(ctx: Context) -> list[Row]:
 
     suite = "rng"
     name = "randn(1M) float32 on the device"
-    randn, reason = find_feature("randn", "mtia_async._random", "mtia_async._random_kernels")
-    if randn is None:
-        return [Row("rng.randn", suite, f"{name} vs numpy Philox", "us", skipped=reason)]
+    from mtia_async.sync import randn
+
     size = 1_000_000
     k = ctx.n(10, 3)
     gen = np.random.Generator(np.random.Philox(1234))

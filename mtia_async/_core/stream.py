@@ -1,0 +1,229 @@
+"""StreamImpl: one stream's FIFO, its drain token and its failure state (both facades).
+
+Ownership: ``q`` (a deque) takes appends from any thread and pops from the one worker
+holding the stream's token; ``poison`` is written only by that worker and read
+lock-free; ``lock`` guards marks' waiter lists and failure reports. The drain itself
+lives in ``device.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import itertools
+import threading
+import types
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .._exceptions import fresh_copy
+from .mark import Clear, Failure, Mark, WaitOn
+
+if TYPE_CHECKING:
+    from .device import DeviceImpl
+
+__all__ = [
+    "HIGHEST_PRIORITY",
+    "LOWEST_PRIORITY",
+    "DeadQueue",
+    "StreamHandle",
+    "StreamImpl",
+    "check_kernel",
+    "foreign_runtime_error",
+]
+
+# As in CUDA, a lower number is a higher priority; out-of-range values are clamped.
+LOWEST_PRIORITY = 0
+HIGHEST_PRIORITY = -3
+
+_BAD_FLAGS = inspect.CO_COROUTINE | inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
+_FunctionType = types.FunctionType
+_stream_ids = itertools.count(1)
+
+
+def foreign_runtime_error(what: str) -> ValueError:
+    """The error for mixing objects of two runtimes (the older one was shut down)."""
+    return ValueError(
+        f"{what} and the waiting stream belong to two mtia_async runtimes, one of them shut down (for "
+        "example by mtia_async.testing.fresh_runtime()); waiting across them would silently do nothing: "
+        "make both in the current runtime"
+    )
+
+
+def kernel_name(fn: object) -> str:
+    """A kernel's name for messages: its ``__qualname__``, else ``__name__``, else its repr.
+
+    Never raises: it runs on a worker while a failure is recorded, where a user object
+    whose attribute lookup or ``repr`` raises must not take the device down.
+    """
+    try:
+        name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+        if name is None and isinstance(fn, functools.partial):
+            return f"partial({kernel_name(fn.func)})"
+        return str(name) if name else repr(fn)
+    except Exception:
+        return f"<a {type(fn).__name__} object>"
+
+
+def check_kernel(kernel: object) -> None:
+    """Raise ``TypeError`` unless ``kernel`` is a plain (non-async, non-generator) callable."""
+    if type(kernel) is _FunctionType:
+        if not kernel.__code__.co_flags & _BAD_FLAGS:
+            return
+    elif callable(kernel):
+        target: Any = kernel
+        while isinstance(target, functools.partial):
+            target = target.func
+        if not (
+            inspect.iscoroutinefunction(target)
+            or inspect.isgeneratorfunction(target)
+            or inspect.isasyncgenfunction(target)
+            or inspect.iscoroutinefunction(getattr(target, "__call__", None))
+        ):
+            return
+    else:
+        raise TypeError(
+            f"kernel must be a callable (a numpy function, a def, a lambda), got "
+            f"{type(kernel).__name__} {kernel!r:.80}"
+        )
+    raise TypeError(
+        f"kernel {kernel_name(kernel)!r} is an async def or generator function; kernels run "
+        "synchronously in a worker thread: pass a plain function (await the stream instead)"
+    )
+
+
+class StreamHandle:
+    """Base of both facades' ``Stream`` classes: a handle on a ``StreamImpl``."""
+
+    __slots__ = ("_impl",)
+    _impl: StreamImpl
+
+
+class DeadQueue(deque[Any]):
+    """Replaces a stream's FIFO once the stream can run nothing more: adding work raises."""
+
+    def __init__(self, reason: BaseException) -> None:
+        super().__init__()
+        self.reason = reason
+
+    def extend(self, items: object) -> None:
+        raise fresh_copy(self.reason)
+
+    extendleft = extend
+
+
+class StreamImpl:
+    """The state of one stream; facade ``Stream`` objects wrap it.
+
+    Lock-free hot path (each step one atomic C call under the GIL): ``launch`` extends
+    the deque ``q`` by the pair ``kernel, args`` (one ``extend`` call, so pairs from
+    concurrent launchers never interleave; and no per-item tuple survives, so a deep
+    queue adds no objects for the garbage collector to scan) and, only if the
+    ``token`` list holds the token (the stream is idle), pops it and hands the stream
+    to its device. Whoever holds the token owns
+    the drain; the worker gives it back when it finds ``q`` empty, then re-checks ``q``
+    so a racing launch is never stranded.
+    """
+
+    __slots__ = (
+        "device",
+        "stream_id",
+        "priority",
+        "lock",
+        "q",
+        "token",
+        "poison",
+        "closed",
+        "__weakref__",
+    )
+
+    def __init__(self, device: DeviceImpl, priority: int, stream_id: int | None = None) -> None:
+        self.device = device
+        self.stream_id = next(_stream_ids) if stream_id is None else stream_id
+        self.priority = min(LOWEST_PRIORITY, max(HIGHEST_PRIORITY, priority))
+        self.lock = threading.Lock()  # guards marks' waiter lists and failure reports
+        self.q: deque[Any] = deque()  # flat: kernel, args, kernel, args, ...
+        self.token = [True]
+        self.poison: Failure | None = None  # the open kernel failure; written by the draining worker only
+        self.closed: BaseException | None = None  # why the stream takes no more work (shutdown, fork, crash)
+
+    def __repr__(self) -> str:
+        return f"<stream {self.stream_id} on mtia:{self.device.index}, priority {self.priority}>"
+
+    # --- enqueueing (any thread) -------------------------------------------------
+    def launch(self, kernel: Callable[..., object], args: tuple[Any, ...]) -> None:
+        """Append ``kernel(*args)`` to the FIFO (the kernel was checked by the caller)."""
+        self.q.extend((kernel, args))
+        if self.token:
+            self.kick()
+
+    def kick(self) -> None:
+        """Take the token if it is free and hand the stream to its device."""
+        try:
+            self.token.pop()
+        except IndexError:
+            return  # another launcher or the worker holds it
+        self.device.make_ready(self)
+
+    def push_special(self, item: Mark | WaitOn | Clear) -> None:
+        self.q.extend((None, item))
+        if self.token:
+            self.kick()
+
+    def record_mark(self) -> Mark:
+        """Enqueue and return a mark: it completes once all work enqueued so far is done."""
+        mark = Mark(self)
+        self.push_special(mark)
+        return mark
+
+    def wait_mark(self, mark: Mark) -> None:
+        """Make later work on this stream wait until ``mark`` is done (never blocks).
+
+        Raises:
+            ValueError: ``mark`` belongs to another runtime (one that was shut down).
+        """
+        if mark.stream.device.runtime is not self.device.runtime:
+            raise foreign_runtime_error("the event or stream waited for")
+        if mark.done and mark.error is None:
+            return
+        self.push_special(WaitOn(mark))
+
+    # --- observing (any thread, lock-free) ---------------------------------------
+    def query(self) -> bool:
+        """True when every item enqueued so far has been processed."""
+        return bool(self.token) and not self.q
+
+    def sync_mark(self) -> Mark | None:
+        """Return a mark to wait on for "all work so far", or None when already drained.
+
+        A drained stream with an unreported failure gets a completed, failed mark so the
+        wait raises it (no hop either way).
+        """
+        if self.token and not self.q:
+            failure = self.poison
+            if failure is None or failure.reported:
+                if self.closed is not None:
+                    raise self.closed_error()
+                return None
+            mark = Mark(self)
+            mark.done = True
+            mark.error = failure
+            return mark
+        return self.record_mark()
+
+    def closed_error(self) -> BaseException:
+        assert self.closed is not None
+        return fresh_copy(self.closed)
+
+    def marker(self) -> Mark:
+        """The allocator's marker: done once all work enqueued so far has run.
+
+        A closed stream (runtime shut down, device failed, forked child) runs nothing more:
+        its marker is done at once, so freeing an array recorded on it never raises.
+        """
+        if (self.token and not self.q) or self.closed is not None:
+            mark = Mark(self)
+            mark.done = True
+            return mark
+        return self.record_mark()
