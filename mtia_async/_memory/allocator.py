@@ -1,33 +1,24 @@
 """The caching allocator of one device, after PyTorch's ``CUDACachingAllocator.cpp``.
 
-Policy (as torch): sizes round up to 512 B; requests <= 1 MiB come from the small pool
-in 2 MiB segments, larger ones from the large pool in 20 MiB segments (requests under
-10 MiB) or in segments rounded up to 2 MiB; best fit on the allocating stream;
-splitting (small pool: remainder >= 512 B; large pool: remainder > 1 MiB) and
-coalescing (``segments.py``); a freed block is reused only by its allocating stream;
-``record_stream`` defers reuse until the recorded streams' work queued before the free
-is done; before ``OutOfMemoryError`` it waits for pending frees, releases the cache and
-retries.
+Policy as torch's (docs/memory.md has the table): 512-byte rounding, small and large
+pools, best fit on the allocating stream with splitting and coalescing (the base class,
+``segments.SegmentCache``), reuse only by the allocating stream, ``record_stream``
+deferring reuse until the recorded streams' work queued before the free is done, and
+before ``OutOfMemoryError`` a wait for pending frees, a release of the cache, a retry.
 
-Speed (a cached malloc + free pair costs ~1 us): a free of a block of exact size goes
-back to its bucket; the last block freed is settled lazily: a ``malloc`` of the same size
-on the same stream that comes next takes it back, leaving every current statistic as it
-was before that free, so only the cumulative counters move. Each call moves a few raw
-counters (``stats.Counters``); torch's statistics are derived when read.
+Speed (a cached malloc + free pair costs ~1 us): the last block freed is settled lazily;
+a ``malloc`` of the same size on the same stream that comes next takes it back, leaving
+every current statistic as it was before that free, so only the cumulative counters
+move. Each call moves a few raw counters; torch's statistics are derived when read.
 
 Threads: one ``RLock`` guards all state. One queue, ``_deferred``, holds the work that
-must not take the lock where it arrives, and is done by the next call that holds it:
-
-* a ``free`` re-entered from this thread's own call (a ``__del__`` that garbage
-  collection runs while the thread is inside the allocator), and a marker callback
-  arriving then;
-* a ``free`` on a kernel worker thread (the last reference to an array died in a
-  queued kernel): taking the lock there made workers and callers fight over it at every
-  op (GIL switch-interval stalls of ~5 ms), so the caller's side does it, at once when
-  it next allocates or reads the allocator.
-
-Such a free is validated and claimed when it arrives (a second free fails at once).
-Observers, ``Stream.marker()`` and blocking waits run with the lock released.
+must not take the lock where it arrives, done by the next call that holds it: a ``free``
+re-entered from this thread's own call (a ``__del__`` run by garbage collection while the
+thread is inside the allocator) and a marker callback arriving then; and a ``free`` on a
+kernel worker thread (the last reference to an array died in a queued kernel): taking
+the lock there made workers and callers fight over it at every op (GIL switch-interval
+stalls of ~5 ms). Such a free is validated and claimed when it arrives (a second free
+fails at once). Observers, ``Stream.marker()`` and blocking waits run without the lock.
 
 Deviations from torch: a request of 10 MiB - 511 .. 10 MiB - 1 bytes gets a 20 MiB
 segment (the boundary table of the spec; torch rounds first, then gives 10 MiB); among
@@ -130,10 +121,7 @@ class CachingAllocator(AllocatorViews):
                     # Take back the block just freed: every current statistic returns to its
                     # value before that free (so no peak moves); count the free that happened.
                     csize = chunk.size
-                    st = self._small if csize <= SMALL_SIZE else self._large
-                    st.freed_count += 1
-                    st.freed_bytes += csize
-                    st.freed_requested += size
+                    (self._small if csize <= SMALL_SIZE else self._large).count_free(csize, size)
                     chunk.frames = None
                     block = chunk.handle = Block(chunk.ptr, csize, size, stream, chunk)
                     return block
@@ -161,18 +149,8 @@ class CachingAllocator(AllocatorViews):
         chunk.state = ALLOC
         chunk.frames = frames
         block = chunk.handle = Block(chunk.ptr, csize, size, stream, chunk)
-        st = self._small if csize <= SMALL_SIZE else self._large
-        st.count += 1
-        st.nbytes += csize
-        st.requested += size
-        if st.count > st.peak_count or st.nbytes > st.peak_bytes or st.requested > st.peak_requested or st.pending_count:
-            st.bump()
-        st = self._all
-        st.count += 1
-        st.nbytes += csize
-        st.requested += size
-        if st.count > st.peak_count or st.nbytes > st.peak_bytes or st.requested > st.peak_requested or st.pending_count:
-            st.bump()
+        (self._small if csize <= SMALL_SIZE else self._large).allocate(csize, size)
+        self._all.allocate(csize, size)
         if self._trace is not None:
             self._trace.append(trace_entry("alloc", chunk.ptr, size, chunk.seg.sid, frames))
         return block
@@ -284,17 +262,10 @@ class CachingAllocator(AllocatorViews):
         chunk = block._chunk
         chunk.state = FREE
         csize, req = chunk.size, block.requested_size
-        st = self._small if csize <= SMALL_SIZE else self._large
-        st.count -= 1
-        st.nbytes -= csize
-        st.requested -= req
-        st.freed_count += 1
-        st.freed_bytes += csize
-        st.freed_requested += req
-        st = self._all
-        st.count -= 1
-        st.nbytes -= csize
-        st.requested -= req
+        pool = self._small if csize <= SMALL_SIZE else self._large
+        pool.release(csize, req)
+        pool.count_free(csize, req)
+        self._all.release(csize, req)
         bucket = chunk.buckets.get(csize)
         if bucket is None:
             self._insert_free(chunk)
@@ -326,16 +297,9 @@ class CachingAllocator(AllocatorViews):
             self._pending[chunk] = None
             csize = chunk.size
             pool = self._small if csize <= SMALL_SIZE else self._large
-            pool.freed_count += 1
-            pool.freed_bytes += csize
-            pool.freed_requested += req
+            pool.count_free(csize, req)
             for st in (pool, self._all):  # from allocated to pending: "active" does not change
-                st.count -= 1
-                st.nbytes -= csize
-                st.requested -= req
-                st.pending_count += 1
-                st.pending_bytes += csize
-                st.pending_requested += req
+                st.release(csize, req, pending=True)
             if self._trace is not None:
                 self._trace.append(trace_entry("free_requested", chunk.ptr, req, chunk.seg.sid, frames))
         callback = partial(self._on_marker, chunk)
@@ -399,9 +363,7 @@ class CachingAllocator(AllocatorViews):
         chunk.state, chunk.markers = FREE, None
         csize, req = chunk.size, chunk.req
         for st in (self._small if csize <= SMALL_SIZE else self._large, self._all):
-            st.pending_count -= 1
-            st.pending_bytes -= csize
-            st.pending_requested -= req
+            st.complete_pending(csize, req)
         if self._trace is not None:
             self._trace.append(trace_entry("free_completed", chunk.ptr, req, chunk.seg.sid, chunk.frames))
         self._insert_free(chunk)

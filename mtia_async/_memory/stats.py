@@ -62,6 +62,41 @@ class Counters:
         self.peak_count = self.peak_bytes = self.peak_requested = 0
         self.peak_active_count = self.peak_active_bytes = 0
 
+    def allocate(self, nbytes: int, requested: int) -> None:
+        """A block of ``nbytes`` (``requested`` asked for) was handed out."""
+        self.count += 1
+        self.nbytes += nbytes
+        self.requested += requested
+        if (
+            self.count > self.peak_count
+            or self.nbytes > self.peak_bytes
+            or self.requested > self.peak_requested
+            or self.pending_count
+        ):
+            self.bump()
+
+    def release(self, nbytes: int, requested: int, *, pending: bool = False) -> None:
+        """An allocated block was freed, or (``pending``) its free waits on other streams."""
+        self.count -= 1
+        self.nbytes -= nbytes
+        self.requested -= requested
+        if pending:  # still active: only moves from allocated to pending
+            self.pending_count += 1
+            self.pending_bytes += nbytes
+            self.pending_requested += requested
+
+    def complete_pending(self, nbytes: int, requested: int) -> None:
+        """A pending free completed: the block is no longer active."""
+        self.pending_count -= 1
+        self.pending_bytes -= nbytes
+        self.pending_requested -= requested
+
+    def count_free(self, nbytes: int, requested: int) -> None:
+        """Count a free request in the cumulative ``freed_*`` counters (pools only)."""
+        self.freed_count += 1
+        self.freed_bytes += nbytes
+        self.freed_requested += requested
+
     def bump(self) -> None:
         """Raise the peaks to the current values."""
         self.peak_count = max(self.peak_count, self.count)
