@@ -3,12 +3,11 @@
 ::
 
     Exception
-    ├── MTIAError                       base of everything the runtime raises itself
-    │   ├── KernelError                 a kernel raised; chained ``from`` its own exception
-    │   ├── DeviceFailedError           a worker thread of the device died; the device is unusable
-    │   └── OutOfMemoryError            also a ``MemoryError``: the device allocator is exhausted
-    └── DeferredMtiaCallError           a call queued before initialisation failed at init
-        (also an MTIAError)
+    └── MTIAError                       base of everything the runtime raises itself
+        ├── KernelError                 a kernel raised; chained ``from`` its own exception
+        ├── DeviceFailedError           a worker thread of the device died; the device is unusable
+        ├── DeferredMtiaCallError       a call queued before initialisation failed at init
+        └── OutOfMemoryError            also a ``MemoryError``: the device allocator is exhausted
 
 Bad arguments raise the builtin ``TypeError`` / ``ValueError`` at the call; a call that
 would deadlock (a blocking wait on an event-loop thread or inside a kernel) raises

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, SupportsIndex, TypeAlias
 
 import ml_dtypes
 import numpy as np
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_DIMS",
+    "ShapeLike",
     "SUPPORTED_DTYPES",
     "check_dtype",
     "check_index",
@@ -28,6 +30,9 @@ __all__ = [
 ]
 
 MAX_DIMS = 64  # numpy's NPY_MAXDIMS
+
+ShapeLike: TypeAlias = "SupportsIndex | Sequence[SupportsIndex]"
+"""A shape argument: an int, or a sequence of ints (``3``, ``(2, 3)``, ``[2, 3]``)."""
 
 # --- dtypes and shapes -------------------------------------------------------------------
 _ML_DTYPES = frozenset(

@@ -7,14 +7,15 @@ host-to-device copy as a kernel on that stream.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
-from .._core.context import current_device_index, resolve_device, stream_of
+from .._core.context import DeviceLike, current_device_index, resolve_device, stream_of
 from .._core.runtime import get_runtime, state
 from .array import DeviceArray, new_array
-from .checks import check_dtype, check_shape
+from .checks import ShapeLike, check_dtype, check_shape
 from .transfer import fill_kernel, from_host
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["asarray", "device_impl", "empty", "full", "ones", "zeros"]
 
 
-def device_impl(device: object) -> DeviceImpl:
+def device_impl(device: DeviceLike) -> DeviceImpl:
     """The DeviceImpl named by a device argument (initialises the runtime)."""
     rt = state.runtime
     if rt is None:
@@ -35,7 +36,7 @@ def device_impl(device: object) -> DeviceImpl:
     return rt.devices[resolve_device(device, rt)]
 
 
-def asarray(obj: Any, dtype: Any = None, device: Any = None) -> DeviceArray:
+def asarray(obj: npt.ArrayLike | DeviceArray, dtype: npt.DTypeLike | None = None, device: DeviceLike = None) -> DeviceArray:
     """Copy ``obj`` (anything ``numpy.asarray`` accepts) to a device.
 
     The host-to-device copy is a kernel on the device's current stream. The host data is
@@ -62,7 +63,7 @@ def asarray(obj: Any, dtype: Any = None, device: Any = None) -> DeviceArray:
     return from_host(obj, dt, device_impl(device))
 
 
-def empty(shape: Any, dtype: Any = np.float32, device: Any = None) -> DeviceArray:
+def empty(shape: ShapeLike, dtype: npt.DTypeLike = np.float32, device: DeviceLike = None) -> DeviceArray:
     """A new array with unspecified contents (no kernel runs).
 
     Raises:
@@ -75,7 +76,7 @@ def empty(shape: Any, dtype: Any = np.float32, device: Any = None) -> DeviceArra
     return new_array(dev, shp, dt, stream_of(dev))
 
 
-def _filled(shape: Any, dtype: Any, device: Any, value: int) -> DeviceArray:
+def _filled(shape: ShapeLike, dtype: npt.DTypeLike, device: DeviceLike, value: int) -> DeviceArray:
     out = empty(shape, dtype, device)
     if out._block is not None:
         s = stream_of(out._dev)
@@ -83,17 +84,19 @@ def _filled(shape: Any, dtype: Any, device: Any, value: int) -> DeviceArray:
     return out
 
 
-def zeros(shape: Any, dtype: Any = np.float32, device: Any = None) -> DeviceArray:
+def zeros(shape: ShapeLike, dtype: npt.DTypeLike = np.float32, device: DeviceLike = None) -> DeviceArray:
     """A new array of zeros (a fill kernel on the current stream)."""
     return _filled(shape, dtype, device, 0)
 
 
-def ones(shape: Any, dtype: Any = np.float32, device: Any = None) -> DeviceArray:
+def ones(shape: ShapeLike, dtype: npt.DTypeLike = np.float32, device: DeviceLike = None) -> DeviceArray:
     """A new array of ones (a fill kernel on the current stream)."""
     return _filled(shape, dtype, device, 1)
 
 
-def full(shape: Any, fill_value: Any, dtype: Any = None, device: Any = None) -> DeviceArray:
+def full(
+    shape: ShapeLike, fill_value: npt.ArrayLike | DeviceArray, dtype: npt.DTypeLike | None = None, device: DeviceLike = None
+) -> DeviceArray:
     """A new array filled with ``fill_value`` (a kernel on the current stream).
 
     ``fill_value`` is a scalar, a host array or a DeviceArray that broadcasts to

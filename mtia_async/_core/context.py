@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from .runtime import Runtime, get_runtime, peek_config, queue_call, state
 from .stream import StreamHandle, StreamImpl
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from .device import DeviceImpl
 
 __all__ = [
+    "DeviceLike",
+    "SupportsDevice",
     "check_range",
     "current_device_index",
     "current_stream_impl",
@@ -33,6 +35,19 @@ __all__ = [
     "stream_impl_of",
     "stream_of",
 ]
+
+class SupportsDevice(Protocol):
+    """A device object: ``torch.device("mtia", 0)``, ``mtia_async.device(0)``."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def index(self) -> int | None: ...
+
+
+DeviceLike: TypeAlias = "int | str | SupportsDevice | None"
+"""A ``device`` argument: None (the current device), an int, ``"mtia"``, ``"mtia:N"`` or a device object."""
 
 _Value = tuple[int, int, tuple[StreamImpl | None, ...]]
 _ctx: ContextVar[_Value | None] = ContextVar("mtia_async_current", default=None)
