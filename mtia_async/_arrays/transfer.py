@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._core.context import resolve_device, stream_of
+from .._core.mark import Mark
 from .._core.runtime import get_runtime
 from .._core.wait import check_may_block, wait_mark_async, wait_mark_blocking
 from .array import SCALARS, DeviceArray, as_view, new_array
@@ -101,22 +102,26 @@ def setitem(target: DeviceArray, value: Any) -> None:
 
 
 # --- device to host ---------------------------------------------------------------------------
-async def to_host(a: DeviceArray) -> np.ndarray[Any, Any]:
-    """``await a.to_host()``: a copy kernel on the current stream, then await it."""
+def _copy_to_host(a: DeviceArray) -> tuple[np.ndarray[Any, Any], Mark]:
+    """Enqueue a copy of ``a`` into a new host array on the current stream; the mark after it."""
     s = stream_of(a._dev)
     host = np.empty(a._shape, a._dtype)
     s.launch(copy_kernel, (host, a))
-    await wait_mark_async(s.record_mark())
+    return host, s.record_mark()
+
+
+async def to_host(a: DeviceArray) -> np.ndarray[Any, Any]:
+    """``await a.to_host()``: a copy kernel on the current stream, then await it."""
+    host, mark = _copy_to_host(a)
+    await wait_mark_async(mark)
     return host
 
 
 def to_host_blocking(a: DeviceArray) -> np.ndarray[Any, Any]:
     """``a.numpy()``: a copy kernel on the current stream, then block on it."""
     check_may_block("DeviceArray.numpy()")
-    s = stream_of(a._dev)
-    host = np.empty(a._shape, a._dtype)
-    s.launch(copy_kernel, (host, a))
-    wait_mark_blocking(s.record_mark(), "DeviceArray.numpy()")
+    host, mark = _copy_to_host(a)
+    wait_mark_blocking(mark, "DeviceArray.numpy()")
     return host
 
 

@@ -168,11 +168,15 @@ class CachingAllocator(AllocatorViews):
 
     def _alloc_slow(self, size: int, rsize: int, sid: int, frames: Frames | None) -> Chunk | None:
         """Best fit in the reclaimed, coalesced cache, else a new segment; None if neither fits."""
+        self._tidy()
+        return self._take_chunk(size, rsize, sid, frames)
+
+    def _tidy(self) -> None:
+        """Reclaim the pending frees whose streams' work is done, then merge free neighbours."""
         if self._pending:
             self._reclaim_done()
         if self._unmerged:
             self._coalesce_all()
-        return self._take_chunk(size, rsize, sid, frames)
 
     def _malloc_retry(self, size: int, stream: StreamLike, frames: Frames | None) -> Block:
         """Wait for pending frees, release the cache and retry; else notify observers and raise."""
@@ -424,10 +428,7 @@ class CachingAllocator(AllocatorViews):
     # --- the cache -------------------------------------------------------------------
     def _release_cached(self) -> None:
         """Release every segment with no block in use."""
-        if self._pending:
-            self._reclaim_done()
-        if self._unmerged:
-            self._coalesce_all()
+        self._tidy()
         self._release_free_segments()
 
     def empty_cache(self) -> None:
@@ -444,10 +445,7 @@ class CachingAllocator(AllocatorViews):
 
     def _refresh(self) -> None:
         """Bring the state to the form it is observed in: reclaimed, coalesced, sampled."""
-        if self._pending:
-            self._reclaim_done()
-        if self._unmerged:
-            self._coalesce_all()
+        self._tidy()
         self._sample_fragmentation()
 
     def _locked(self) -> _Section:
