@@ -1,19 +1,19 @@
-"""Shared fixtures: every test runs against a fresh runtime (mtia_async.testing)."""
+"""Fixtures only (helpers live in ``tests/_support``; tests never import this module).
+
+Every test runs against a fresh runtime (``mtia_async.testing.fresh_runtime``).
+"""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-import threading
 from collections.abc import Iterator
 
 import pytest
 
 from mtia_async.testing import fresh_runtime, worker_threads
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Transitional: tests/test_issue15_regressions.py (new, written concurrently) still does
+# ``from conftest import run_python``. Remove this re-export once it imports from _support.
+from _support import run_python  # noqa: E402, F401
 
 
 @pytest.fixture(autouse=True)
@@ -22,27 +22,3 @@ def _fresh_runtime() -> Iterator[None]:
     with fresh_runtime(device_count=2, device_memory="1GiB", workers=2):
         yield
     assert worker_threads() == [], "worker threads outlived the runtime"
-
-
-def run_python(code: str, timeout: float = 30.0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a fresh interpreter (with the repo on sys.path) under a timeout."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MTIA_ASYNC_")}
-    full_env["PYTHONPATH"] = ROOT + os.pathsep + full_env.get("PYTHONPATH", "")
-    if env:
-        full_env.update(env)
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-    )
-
-
-def join_all(threads: list[threading.Thread], timeout: float = 20.0) -> None:
-    """Join threads with a timeout; fail the test if one is still alive."""
-    for t in threads:
-        t.join(timeout)
-    alive = [t.name for t in threads if t.is_alive()]
-    if alive:
-        pytest.fail(f"threads still alive after {timeout} s: {alive}")

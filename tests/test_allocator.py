@@ -16,15 +16,12 @@ import pytest
 
 pytestmark = pytest.mark.timeout(120)
 
-KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
-
-
 import mtia_async._memory.segments  # noqa: E402
 from mtia_async._memory import CachingAllocator, dump_snapshot, human_size  # noqa: E402
 from mtia_async.testing import check_invariants  # noqa: E402
 from mtia_async import OutOfMemoryError  # noqa: E402
 from mtia_async._worker_flag import mark_worker_thread  # noqa: E402
-from fakes import FakeStream, checked, stats_of  # noqa: E402
+from _support import GiB, KiB, MiB, FakeStream, checked, stats_of  # noqa: E402
 
 
 @pytest.fixture

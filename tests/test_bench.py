@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_python
+from _support import run_module
 
 from mtia_async.bench import GOALS, Baseline, Context, Goal, Row, Stats
 from mtia_async.bench._harness import gc_paused, interleave, paired_ratios, per_call
@@ -275,22 +275,11 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
 
 
 # --- the command line, in fresh interpreters -------------------------------------------
-def _run_module(args: list[str], timeout: float) -> Any:
-    return run_python(
-        f"""
-        import runpy, sys
-        sys.argv = ["mtia_async"] + {args!r}
-        runpy.run_module("mtia_async", run_name="__main__", alter_sys=True)
-        """,
-        timeout=timeout,
-    )
-
-
 def test_bench_launch_quick_writes_json_and_compares(tmp_path: Path) -> None:
     old = tmp_path / "old.json"
     old.write_text(json.dumps(_document([_row_dict("launch.caller", 1.0), _row_dict("launch.gone", 1.0)])))
     path = tmp_path / "out" / "launch.json"
-    result = _run_module(["bench", "launch", "--quick", "--json", str(path), "--compare", str(old)], timeout=50)
+    result = run_module(["bench", "launch", "--quick", "--json", str(path), "--compare", str(old)], timeout=50)
     assert result.returncode == 0, result.stderr[-3000:]
     doc = json.loads(path.read_text())
     assert doc["schema"] == SCHEMA and doc["suites"] == ["launch"] and doc["method"]["quick"] is True
@@ -305,18 +294,18 @@ def test_bench_launch_quick_writes_json_and_compares(tmp_path: Path) -> None:
 
 
 def test_bench_usage_errors_exit_2_before_running(tmp_path: Path) -> None:
-    result = _run_module(["bench", "nosuchsuite"], timeout=30)
+    result = run_module(["bench", "nosuchsuite"], timeout=30)
     assert result.returncode == 2
     assert "unknown suite(s) nosuchsuite; choose from launch, sync, await" in result.stderr
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
-    result = _run_module(["bench", "launch", "--compare", str(bad)], timeout=30)
+    result = run_module(["bench", "launch", "--compare", str(bad)], timeout=30)
     assert result.returncode == 2 and "not a mtia_async bench result" in result.stderr
 
 
 @pytest.mark.timeout(150)  # ~10 s on 2 cores; generous for a loaded CI machine
 def test_main_job_describes_the_device_and_runs_the_demo() -> None:
-    result = _run_module([], timeout=140)
+    result = run_module([], timeout=140)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert "devices: 1 (current: mtia:0)" in out

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from conftest import ROOT, run_python
+from _support import ROOT, run_python
 
 
 def _blocks(page: str) -> list[str]:

@@ -6,13 +6,10 @@ import threading
 import time
 
 import pytest
+from _support import boom
 from structlog.testing import capture_logs
 
 import mtia_async.sync as mtia_sync
-
-
-def boom(msg: str = "boom") -> None:
-    raise ValueError(msg)
 
 
 def test_failure_on_a_drained_stream_is_raised_by_the_next_wait() -> None:

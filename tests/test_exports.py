@@ -9,9 +9,9 @@ import pytest
 
 import mtia_async
 import mtia_async.sync
-from conftest import ROOT
+from _support import SPEC_DIR
 
-SURFACE_FILE = os.path.join(os.path.dirname(ROOT), "shared", "spec", "torch-mtia-surface.txt")
+SURFACE_FILE = os.path.join(SPEC_DIR, "torch-mtia-surface.txt")
 
 # torch.mtia's documented surface plus the names of its module source (2.13).
 TORCH_MTIA_SURFACE = {

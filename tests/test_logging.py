@@ -7,7 +7,7 @@ from structlog.testing import capture_logs
 
 import mtia_async as mtia
 import mtia_async.sync as mtia_sync
-from conftest import run_python
+from _support import run_python
 
 
 def test_debug_events_are_off_by_default_and_on_when_enabled() -> None:

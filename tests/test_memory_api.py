@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_python
+from _support import MiB, run_python
 
 import mtia_async as mtia
 import mtia_async.sync as mtia_sync
@@ -19,7 +19,6 @@ MEMORY_API = [
     "reset_peak_memory_stats", "mem_get_info", "memory_summary", "empty_cache", "record_memory_history",
     "snapshot", "attach_out_of_memory_observer", "dump_snapshot",
 ]  # fmt: skip
-MIB = 1 << 20
 
 
 def test_both_facades_export_the_same_memory_functions() -> None:
@@ -72,29 +71,29 @@ def test_observer_attachment_initialises() -> None:
 def test_counters_follow_arrays() -> None:
     a = mtia.empty(1000, dtype=np.uint8)  # 1024 bytes after rounding, in a 2 MiB segment
     assert mtia.memory_allocated() == 1024
-    assert mtia.memory_reserved() == 2 * MIB
-    b = mtia.empty(3 * MIB // 4, dtype=np.float32)  # 3 MiB: a 20 MiB large segment
-    assert mtia.memory_allocated() == 1024 + 3 * MIB
-    assert mtia.memory_reserved() == 22 * MIB
+    assert mtia.memory_reserved() == 2 * MiB
+    b = mtia.empty(3 * MiB // 4, dtype=np.float32)  # 3 MiB: a 20 MiB large segment
+    assert mtia.memory_allocated() == 1024 + 3 * MiB
+    assert mtia.memory_reserved() == 22 * MiB
     assert mtia.memory_allocated(1) == 0
     c = mtia.empty(10, device=1)
-    assert mtia.memory_allocated(1) == 512 and mtia.memory_allocated(0) == 1024 + 3 * MIB
+    assert mtia.memory_allocated(1) == 512 and mtia.memory_allocated(0) == 1024 + 3 * MiB
     stats = mtia.memory_stats()
     assert stats["allocation.all.current"] == 2
-    assert stats["allocated_bytes.large_pool.current"] == 3 * MIB
-    assert stats["dram"]["allocated_bytes"] == 1024 + 3 * MIB
+    assert stats["allocated_bytes.large_pool.current"] == 3 * MiB
+    assert stats["dram"]["allocated_bytes"] == 1024 + 3 * MiB
     del b
     gc.collect()
     assert mtia.memory_allocated() == 1024
-    assert mtia.max_memory_allocated() == 1024 + 3 * MIB
-    assert mtia.max_memory_reserved() == 22 * MIB
+    assert mtia.max_memory_allocated() == 1024 + 3 * MiB
+    assert mtia.max_memory_reserved() == 22 * MiB
     mtia.reset_peak_memory_stats()
     assert mtia.max_memory_allocated() == 1024
     assert mtia.max_memory_allocated(1) == 512
-    assert mtia.mem_get_info() == (1024 * MIB - 22 * MIB, 1024 * MIB)
+    assert mtia.mem_get_info() == (1024 * MiB - 22 * MiB, 1024 * MiB)
     mtia.empty_cache()
-    assert mtia.memory_reserved() == 2 * MIB  # the large segment is released, the small one is in use
-    assert mtia.mem_get_info() == (1022 * MIB, 1024 * MIB)
+    assert mtia.memory_reserved() == 2 * MiB  # the large segment is released, the small one is in use
+    assert mtia.mem_get_info() == (1022 * MiB, 1024 * MiB)
     del a, c
 
 
@@ -139,12 +138,12 @@ def test_observer_runs_on_an_array_oom() -> None:
     with fresh_runtime(device_count=1, device_memory="8MiB", workers=2):
         seen: list[tuple[int, int, int, int]] = []
         mtia_sync.attach_out_of_memory_observer(lambda *args: seen.append(args))
-        keep = mtia.empty(MIB, dtype=np.uint8)
+        keep = mtia.empty(MiB, dtype=np.uint8)
         with pytest.raises(mtia.OutOfMemoryError, match="Tried to allocate 20.00 MiB"):
-            mtia.zeros(4 * MIB, dtype=np.uint8)
-        assert seen == [(0, 20 * MIB, MIB, 6 * MIB)]
+            mtia.zeros(4 * MiB, dtype=np.uint8)
+        assert seen == [(0, 20 * MiB, MiB, 6 * MiB)]
         assert mtia.memory_stats()["num_ooms"] == 1
-        assert mtia.memory_allocated() == MIB
+        assert mtia.memory_allocated() == MiB
         del keep
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 import pytest
-from conftest import join_all, run_python
+from _support import join_all, run_python
 
 import mtia_async
 import mtia_async.sync as mtia_sync

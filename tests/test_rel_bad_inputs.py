@@ -16,18 +16,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _support import GiB, MiB, FakeStream, block_state, checked, join_all, run_python, seeded
 
 import mtia_async as mtia
 import mtia_async.sync as mtia_sync
-from conftest import join_all, run_python
-from fakes import FakeStream, checked
 from mtia_async._memory import Block, CachingAllocator
 from mtia_async import OutOfMemoryError
 from mtia_async._core.runtime import get_runtime, peek_config
 from mtia_async.testing import fresh_runtime
-from reltools import MiB, seeded
-
-GiB = 1 << 30
 
 
 # --- B1 ------------------------------------------------------------------------------------------
@@ -382,14 +378,6 @@ def test_B5_double_foreign_and_offset_frees_and_record_stream_on_freed_change_no
 
 
 # --- B6 ------------------------------------------------------------------------------------------
-def _block_state(ptr: int) -> tuple[str, int]:
-    for seg in mtia.snapshot()["segments"]:
-        for block in seg["blocks"]:
-            if block["address"] == ptr:
-                return block["state"], block["size"]
-    raise AssertionError(f"no block at {ptr:#x}")
-
-
 def test_B6_record_stream_on_the_allocation_stream_is_a_noop_and_a_view_protects_its_base() -> None:
     s, side = mtia_sync.Stream(), mtia_sync.Stream()
     with mtia_sync.stream(s):
@@ -398,7 +386,7 @@ def test_B6_record_stream_on_the_allocation_stream_is_a_noop_and_a_view_protects
     a.record_stream(s)  # the allocating stream: a no-op
     del a
     gc.collect()
-    assert _block_state(ptr)[0] == "inactive"  # freed at once
+    assert block_state(ptr)[0] == "inactive"  # freed at once
     assert mtia.memory_stats()["active.all.current"] == 0
     with mtia_sync.stream(s):
         b = mtia.empty(MiB // 2, dtype=np.uint8)
@@ -411,13 +399,13 @@ def test_B6_record_stream_on_the_allocation_stream_is_a_noop_and_a_view_protects
     view.record_stream(side)  # a view with an offset: protects its whole base block (#27366)
     del b, view
     gc.collect()
-    assert _block_state(base) == ("active_pending_free", MiB // 2)
+    assert block_state(base) == ("active_pending_free", MiB // 2)
     with mtia_sync.stream(s):
         c = mtia.empty(MiB // 2, dtype=np.uint8)
     assert c.data_ptr() != base  # not reused while the side stream may use it
     gate.set()
     side.synchronize()
-    assert _block_state(base)[0] == "inactive"
+    assert block_state(base)[0] == "inactive"
     with mtia_sync.stream(s):
         d = mtia.empty(MiB // 2, dtype=np.uint8)
     assert d.data_ptr() == base

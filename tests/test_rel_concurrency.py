@@ -15,10 +15,10 @@ import anyio
 import anyio.from_thread
 import numpy as np
 import pytest
+from _support import join_all
 
 import mtia_async as mtia
 import mtia_async.sync as mtia_sync
-from conftest import join_all
 from mtia_async.testing import check_invariants
 from mtia_async._core.runtime import get_runtime
 

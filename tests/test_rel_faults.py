@@ -21,15 +21,14 @@ from typing import Any
 import anyio
 import numpy as np
 import pytest
+from _support import ROOT, MiB, boom, join_all, run_python, wait_until
 
 import mtia_async as mtia
 import mtia_async.sync as mtia_sync
-from conftest import ROOT, join_all, run_python
 from mtia_async.testing import check_invariants
 from mtia_async._core.device import DeviceImpl
 from mtia_async._core.runtime import get_runtime
 from mtia_async.testing import fresh_runtime, reset_runtime
-from reltools import MiB, boom, wait_until
 
 SPAWN = "'spawn' start method"
 

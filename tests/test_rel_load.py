@@ -14,18 +14,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _support import ROOT, FakeStream, checked, noop, seeded
 
 import mtia_async as mtia
 import mtia_async.sync as mtia_sync
-from conftest import ROOT
-from fakes import FakeStream, checked
 from mtia_async._memory import CachingAllocator
 from mtia_async.testing import check_invariants
-from reltools import seeded
-
-
-def noop() -> None:
-    pass
 
 
 # --- L1 ------------------------------------------------------------------------------------------

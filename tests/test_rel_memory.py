@@ -17,25 +17,28 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _support import (
+    GiB,
+    KiB,
+    MiB,
+    FakeStream,
+    Payload,
+    assert_reset,
+    boom,
+    checked,
+    device_usage,
+    join_all,
+    no_leaks,
+    seeded,
+    state_at,
+    stats_of,
+)
 
 import mtia_async as mtia
 import mtia_async.sync as mtia_sync
-from conftest import join_all
-from fakes import FakeStream, checked, stats_of
-from leakcheck import device_usage, no_leaks
 from mtia_async._memory import CachingAllocator
 from mtia_async._core.runtime import get_runtime
 from mtia_async.testing import fresh_runtime, worker_threads
-from reltools import MiB, boom, seeded
-
-KiB, GiB = 1 << 10, 1 << 30
-
-
-class Payload:
-    """A kernel argument (or kernel) whose lifetime the tests follow with a weakref."""
-
-    def __call__(self, *args: object, **kwargs: object) -> None:
-        pass
 
 
 def touch(view: np.ndarray, payload: object) -> None:
@@ -338,14 +341,6 @@ def test_M7_device_arrays_follow_the_boundary_table() -> None:
 
 
 # --- M8 ------------------------------------------------------------------------------------------
-def _state_at(ptr: int) -> str:
-    for seg in mtia.snapshot()["segments"]:
-        for block in seg["blocks"]:
-            if block["address"] == ptr:
-                return str(block["state"])
-    return "released"
-
-
 def test_M8_pending_cross_stream_free_under_pressure_succeeds_on_the_first_call() -> None:
     """torch's ``test_caching_allocator_record_stream_oom`` (#189504) on real streams.
 
@@ -364,11 +359,11 @@ def test_M8_pending_cross_stream_free_under_pressure_succeeds_on_the_first_call(
         ptr = a.data_ptr()
         del a
         gc.collect()
-        assert _state_at(ptr) == "active_pending_free"
+        assert state_at(ptr) == "active_pending_free"
         t0 = time.perf_counter()
         mtia.empty_cache()  # never waits: the pending block's segment stays
         assert time.perf_counter() - t0 < 0.5
-        assert _state_at(ptr) == "active_pending_free"
+        assert state_at(ptr) == "active_pending_free"
         releaser = threading.Timer(0.1, gate.set)
         releaser.start()
         with mtia_sync.stream(s):
@@ -384,10 +379,10 @@ def test_M8_pending_cross_stream_free_under_pressure_succeeds_on_the_first_call(
         b.record_stream(side)
         del b
         gc.collect()
-        assert _state_at(ptr) == "active_pending_free"
+        assert state_at(ptr) == "active_pending_free"
         gate2.set()
         side.synchronize()
-        assert _state_at(ptr) == "inactive"
+        assert state_at(ptr) == "inactive"
         # ...and a pending block asked to be released by empty_cache() goes once it is done.
         with mtia_sync.stream(s):
             c = mtia.empty(16 * MiB, dtype=np.uint8)
@@ -397,10 +392,10 @@ def test_M8_pending_cross_stream_free_under_pressure_succeeds_on_the_first_call(
         del c
         gc.collect()
         mtia.empty_cache()
-        assert _state_at(ptr) == "active_pending_free"
+        assert state_at(ptr) == "active_pending_free"
         gate3.set()
         side.synchronize()
-        assert _state_at(ptr) == "released" and mtia.memory_reserved() == 0
+        assert state_at(ptr) == "released" and mtia.memory_reserved() == 0
 
 
 def test_M8_allocator_oom_retry_waits_for_a_pending_free_and_succeeds_first_call() -> None:
@@ -438,14 +433,6 @@ def test_M8_allocator_empty_cache_never_waits_and_releases_after_the_marker() ->
 
 
 # --- M9 ------------------------------------------------------------------------------------------
-def _assert_reset(before: dict[str, Any], after: dict[str, Any]) -> None:
-    for key, value in after.items():
-        if key.endswith(".peak"):
-            assert value == after[key[: -len("peak")] + "current"], key
-        elif key != "dram":
-            assert value == before[key], key  # current, allocated, freed and the counts
-
-
 def test_M9_reset_peak_memory_stats_sets_every_peak_to_current_and_nothing_else() -> None:
     alloc = CachingAllocator(0, 1 * GiB)
     s0 = FakeStream(0)
@@ -456,7 +443,7 @@ def test_M9_reset_peak_memory_stats_sets_every_peak_to_current_and_nothing_else(
     before = stats_of(alloc)
     assert before["allocated_bytes.all.peak"] > before["allocated_bytes.all.current"]
     alloc.reset_peak_memory_stats()
-    _assert_reset(before, stats_of(alloc))
+    assert_reset(before, stats_of(alloc))
     assert stats_of(alloc)["dram"]["peak_bytes"] == stats_of(alloc)["dram"]["allocated_bytes"] == 512
     alloc.malloc(4 * KiB, s0)
     assert stats_of(alloc)["allocated_bytes.all.peak"] == 512 + 4 * KiB
@@ -474,7 +461,7 @@ def test_M9_public_reset_peak_memory_stats_per_device() -> None:
         before = mtia.memory_stats(d)
         assert mtia.max_memory_allocated(d) > mtia.memory_allocated(d)
         mtia.reset_peak_memory_stats(d)
-        _assert_reset(before, mtia.memory_stats(d))
+        assert_reset(before, mtia.memory_stats(d))
         assert mtia.max_memory_allocated(d) == mtia.memory_allocated(d)
         assert mtia.max_memory_reserved(d) == mtia.memory_reserved(d)
     del keep

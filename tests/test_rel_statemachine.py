@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _support import MiB
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
@@ -38,7 +39,6 @@ from mtia_async.testing import check_invariants
 from mtia_async._core.runtime import get_runtime
 from mtia_async.testing import fresh_runtime, reset_runtime
 
-MiB = 1 << 20
 DEVICES = 2
 MAX_LIVE = 12  # arrays per device
 SIZES = st.one_of(

@@ -7,14 +7,10 @@ import time
 
 import numpy as np
 import pytest
+from _support import join_all
 
 import mtia_async as mtia
 import mtia_async.sync as mtia_sync
-from conftest import join_all
-
-
-def noop() -> None:
-    pass
 
 
 async def test_fifo_over_thousands_of_launches() -> None:

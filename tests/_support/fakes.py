@@ -2,7 +2,8 @@
 
 ``FakeStream`` has what the allocator needs of a stream (``stream_id``, ``marker()``);
 while it is ``busy`` its markers stay pending until the test calls ``finish()``.
-Shared by ``test_allocator.py`` and the reliability suites (``test_rel_*.py``).
+Used by the allocator's tests (``test_allocator.py``) and the catalogue rows checked at the
+allocator level.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A leak check for device memory, segments and threads (catalogue M11).
 
-    from leakcheck import no_leaks
+    from _support import no_leaks
 
     def test_something():
         with no_leaks():

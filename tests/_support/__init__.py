@@ -1,0 +1,58 @@
+"""Helpers shared by the test suite, each defined once here.
+
+``tests/conftest.py`` holds only fixtures and hooks and is never imported by tests;
+import helpers from this package instead::
+
+    from _support import MiB, boom, join_all, run_python
+
+It is importable because ``tests/`` has no ``__init__.py``: pytest's default
+("prepend") import mode puts ``tests/`` on ``sys.path`` for the test modules.
+
+==============  ==========================================================================
+``process``     ``ROOT``, ``SPEC_DIR``, ``run_python``, ``run_module`` (fresh interpreters)
+``threads``     ``join_all``, ``wait_until``: waiting under a timeout, failing on a hang
+``kernels``     ``boom`` (raises ``ValueError``), ``noop``, ``Payload`` (followed by weakref)
+``memory``      ``KiB``/``MiB``/``GiB``; a block's snapshot state; peaks after a reset
+``rng``         ``seeded``: seeded randomness, the device generators restored after
+``fakes``       ``FakeStream``/``FakeMarker`` for the allocator alone; ``checked``, ``stats_of``
+``leakcheck``   ``no_leaks``: device memory, segments and threads as before (catalogue M11)
+==============  ==========================================================================
+"""
+
+from __future__ import annotations
+
+from .fakes import FakeMarker, FakeStream, checked, stats_of
+from .kernels import Payload, boom, noop
+from .leakcheck import LEAK_KEYS, device_usage, no_leaks, settle
+from .memory import GiB, KiB, MiB, assert_reset, block_at, block_state, state_at
+from .process import ROOT, SPEC_DIR, run_module, run_python
+from .rng import seeded
+from .threads import join_all, wait_until
+
+__all__ = [
+    "GiB",
+    "KiB",
+    "LEAK_KEYS",
+    "MiB",
+    "ROOT",
+    "SPEC_DIR",
+    "FakeMarker",
+    "FakeStream",
+    "Payload",
+    "assert_reset",
+    "block_at",
+    "block_state",
+    "boom",
+    "checked",
+    "device_usage",
+    "join_all",
+    "no_leaks",
+    "noop",
+    "run_module",
+    "run_python",
+    "seeded",
+    "settle",
+    "stats_of",
+    "state_at",
+    "wait_until",
+]
