@@ -6,10 +6,13 @@ Every test runs against a fresh runtime (``mtia_async.testing.fresh_runtime``).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from _support import GiB, FakeStream
 
-from mtia_async.testing import fresh_runtime, worker_threads
+from mtia_async._memory import CachingAllocator
+from mtia_async.testing import check_invariants, fresh_runtime, worker_threads
 
 # Transitional: tests/test_issue15_regressions.py (new, written concurrently) still does
 # ``from conftest import run_python``. Remove this re-export once it imports from _support.
@@ -22,3 +25,18 @@ def _fresh_runtime() -> Iterator[None]:
     with fresh_runtime(device_count=2, device_memory="1GiB", workers=2):
         yield
     assert worker_threads() == [], "worker threads outlived the runtime"
+
+
+@pytest.fixture
+def alloc() -> Iterator[Any]:
+    """A 1 GiB caching allocator on its own (no runtime); its invariants are checked after the test."""
+    allocator = CachingAllocator(0, 1 * GiB)
+    yield allocator
+    stats, snap = allocator.stats_and_snapshot()
+    check_invariants(stats, snap)
+
+
+@pytest.fixture
+def s0() -> FakeStream:
+    """A drained fake stream with id 0, for ``alloc``."""
+    return FakeStream(0)

@@ -1,5 +1,6 @@
 """The benchmark harness: timing and statistics on fake timers, rows and goals, JSON,
-``--compare``, tables, and smoke runs of ``python -m mtia_async`` (no timing is asserted)."""
+``--compare``, tables, and smoke runs of ``python -m mtia_async bench`` (no timing is
+asserted). The main job of ``python -m mtia_async`` is in test_cli.py."""
 
 from __future__ import annotations
 
@@ -274,7 +275,7 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-# --- the command line, in fresh interpreters -------------------------------------------
+# --- the bench command, in fresh interpreters ------------------------------------------
 def test_bench_launch_quick_writes_json_and_compares(tmp_path: Path) -> None:
     old = tmp_path / "old.json"
     old.write_text(json.dumps(_document([_row_dict("launch.caller", 1.0), _row_dict("launch.gone", 1.0)])))
@@ -301,18 +302,6 @@ def test_bench_usage_errors_exit_2_before_running(tmp_path: Path) -> None:
     bad.write_text("{}")
     result = run_module(["bench", "launch", "--compare", str(bad)], timeout=30)
     assert result.returncode == 2 and "not a mtia_async bench result" in result.stderr
-
-
-@pytest.mark.timeout(150)  # ~10 s on 2 cores; generous for a loaded CI machine
-def test_main_job_describes_the_device_and_runs_the_demo() -> None:
-    result = run_module([], timeout=140)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    out = result.stdout
-    assert "devices: 1 (current: mtia:0)" in out
-    assert "mtia:0  mtia_async emulated MTIA (numpy)" in out and "workers" in out and "capability 2.0" in out
-    assert "demo 1: streams overlap numpy work" in out and "x overlap" in out
-    assert "demo 2: an async service" in out and "served 24 requests" in out and "heartbeat (5 ms)" in out
-    assert "quick benchmark summary" in out and "goals:" in out
 
 
 def test_isolated_suite_failure_is_reported_not_raised() -> None:

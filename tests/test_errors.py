@@ -1,15 +1,27 @@
-"""Kernel errors flow along dependencies, are never lost, and never hang anyone."""
+"""Kernel errors flow along dependencies, are never lost, and never hang anyone; a dead
+worker fails its device and every waiter.
+
+Catalogue rows: F1, F2, M4. M4's other parts are in test_stream.py and test_wait.py.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import threading
 import time
+import traceback
+import weakref
 
+import numpy as np
 import pytest
-from _support import boom
+from _support import boom, join_all, wait_until
 from structlog.testing import capture_logs
 
+import mtia_async as mtia
 import mtia_async.sync as mtia_sync
+from mtia_async._core.device import DeviceImpl
+from mtia_async.testing import reset_runtime
 
 
 def test_failure_on_a_drained_stream_is_raised_by_the_next_wait() -> None:
@@ -128,3 +140,135 @@ def test_kernel_failure_is_logged() -> None:
     assert failed[0]["log_level"] == "error"
     assert failed[0]["error"] == "ValueError: logged"
     assert failed[0]["kernel"] == "boom"
+
+
+# --- a kernel error reaches its awaiter (F1) -----------------------------------------------------
+@pytest.mark.parametrize("wait", ["stream", "event", "device"])
+async def test_F1_kernel_error_reaches_its_awaiter_chained_and_other_streams_complete(wait: str) -> None:
+    """The failing stream continues once the failure is reported (the documented choice)."""
+    s, other = mtia.Stream(), mtia.Stream()
+    buf = mtia.zeros(4096, dtype=np.int32)  # the failing kernel gets a buffer argument
+    await mtia.synchronize()
+    stats_before = mtia.memory_stats()
+    ran: list[int] = []
+    others: list[int] = []
+    s.launch(ran.append, 1)
+    before = s.record_event()
+    s.launch(boom, buf)
+    s.launch(ran.append, 2)  # behind the failure: skipped
+    after = s.record_event()
+    for i in range(100):
+        other.launch(others.append, i)
+    with pytest.raises(mtia.KernelError, match="ValueError: boom") as info:
+        if wait == "stream":
+            await s.synchronize()
+        elif wait == "event":
+            await after
+        else:
+            await mtia.synchronize()
+    cause = info.value.__cause__
+    assert type(cause) is ValueError and str(cause) == "boom"  # the same type, chained
+    assert any(frame.name == "boom" for frame in traceback.extract_tb(cause.__traceback__))
+    await before  # recorded before the failing kernel: completes normally
+    await other.synchronize()
+    assert others == list(range(100))
+    assert ran == [1]
+    gc.collect()
+    assert mtia.memory_stats() == stats_before  # the failure moved no allocator statistic
+    # Reported once: the stream runs work launched from now on, and never hangs.
+    s.launch(ran.append, 3)
+    async with asyncio.timeout(10):
+        await s.synchronize()
+        await s.synchronize()
+    assert ran == [1, 3]
+    with pytest.raises(mtia.KernelError):
+        await after  # an event's record stays failed
+    del buf
+
+
+# --- a dead worker (F2) --------------------------------------------------------------------------
+class WorkerKilled(BaseException):
+    """Not an Exception: what killing a thread from outside looks like."""
+
+
+@pytest.mark.parametrize("injected", [SystemError("dispatcher killed"), WorkerKilled("dispatcher killed")])
+def test_F2_dead_worker_fails_every_pending_awaiter_within_1s(
+    monkeypatch: pytest.MonkeyPatch, injected: BaseException
+) -> None:
+    hooked: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: hooked.append(args.exc_value))
+    victim = mtia_sync.Stream()
+    bystander = mtia_sync.Stream()
+    gate = threading.Event()
+    bystander.launch(gate.wait, 5)  # holds one worker
+    other = mtia_sync.Stream()
+    other.wait_event(bystander.record_event())  # parked behind the bystander
+    other.launch(time.sleep, 0)
+    pending = mtia.Event()  # an async-facade event on a sync-facade stream: one core
+    pending.record(other)
+    real_drain = DeviceImpl._drain
+
+    def dying_drain(self: DeviceImpl, s: object) -> None:
+        if s is victim._impl:
+            raise injected
+        real_drain(self, s)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(DeviceImpl, "_drain", dying_drain)
+    errors: dict[str, BaseException] = {}
+
+    def wait_blocking() -> None:
+        try:
+            other.synchronize()
+        except BaseException as exc:
+            errors["thread"] = exc
+
+    def wait_async() -> None:
+        async def main() -> None:
+            try:
+                await pending
+            except BaseException as exc:
+                errors["task"] = exc
+
+        asyncio.run(main())
+
+    waiters = [threading.Thread(target=wait_blocking), threading.Thread(target=wait_async)]
+    for t in waiters:
+        t.start()
+    time.sleep(0.02)
+    t0 = time.monotonic()
+    victim.launch(time.sleep, 0)
+    wait_until(lambda: mtia.get_device_properties()["failed"], timeout=1.0, what="the device failing")
+    join_all(waiters, timeout=max(0.05, 1.0 - (time.monotonic() - t0)))
+    for where in ("thread", "task"):
+        assert isinstance(errors.get(where), mtia.DeviceFailedError), errors
+        assert "dispatcher killed" in str(errors[where])
+    with pytest.raises(mtia.DeviceFailedError):
+        victim.launch(time.sleep, 0)
+    with pytest.raises(mtia.DeviceFailedError):
+        mtia_sync.synchronize()
+    gate.set()
+    assert hooked == []  # reported to the waiters, not left to threading.excepthook
+    # A failed device keeps no worker: once their kernels end, they all exit by themselves.
+    join_all([t for t in threading.enumerate() if t.name.startswith("mtia_async-dev0-")], timeout=5)
+    monkeypatch.undo()
+    reset_runtime()
+    s = mtia_sync.Stream()  # a fresh runtime works again
+    s.launch(time.sleep, 0)
+    s.synchronize()
+
+
+# --- a failed kernel's arguments (M4) ------------------------------------------------------------
+def test_M4_failed_kernel_arguments_die_once_reported() -> None:
+    s = mtia_sync.Stream()
+    arr = np.ones(10)
+    ref = weakref.ref(arr)
+    s.launch(boom, arr)
+    del arr
+    with pytest.raises(mtia_sync.KernelError):
+        s.synchronize()
+    mtia_sync.synchronize()
+    s.synchronize()
+    gc.collect()
+    # The failure keeps the traceback (and so the frame's arguments) until it is
+    # reported; once reported and the error object dropped, nothing holds it.
+    assert ref() is None

@@ -1,4 +1,7 @@
-"""Random numbers: seeding, state, deferred calls, distributions, and launch-order determinism."""
+"""Random numbers: seeding, state, deferred calls, distributions, and launch-order determinism.
+
+Catalogue rows: B9.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +13,13 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 import pytest
-from _support import join_all, run_python
+from _support import join_all, run_python, seeded
 
 import mtia_async
 import mtia_async.sync as mtia_sync
 from mtia_async._random import generator as _generator
 from mtia_async._random import philox as _philox
+from mtia_async.testing import fresh_runtime
 
 mtia = mtia_sync
 amtia = mtia_async
@@ -566,3 +570,62 @@ def test_empty_draws_reserve_nothing() -> None:
     for a in (mtia.randn(0), mtia.rand(3, 0), mtia.randint(0, 4, (0,)), mtia.randperm(0), mtia.bernoulli(0.5, (0, 2))):
         assert a.size == 0
     assert mtia.get_rng_state().tobytes() == state_bytes(1, 0)
+
+
+# --- bad states and seeds, cloned states (B9) ----------------------------------------------------
+def test_B9_bad_rng_states_and_seeds_are_refused_byte_identically() -> None:
+    """``manual_seed(-1)`` is accepted: it wraps to 2**64 - 1, as torch does (choice)."""
+    with seeded(9):
+        mtia.randn(7)
+        good = mtia.get_rng_state()
+        before = [s.tobytes() for s in mtia.get_rng_state_all()]
+        bad_states: list[tuple[object, type]] = [
+            (good.astype(np.float32), TypeError),
+            (good.astype(np.float64), TypeError),
+            (list(good), TypeError),
+            ("x" * 16, TypeError),
+            (good.tobytes(), TypeError),
+            (good[:15].copy(), ValueError),
+            (np.concatenate([good, good[:1]]), ValueError),
+            (good.astype(np.int64), ValueError),
+        ]
+        for bad, error in bad_states:
+            with pytest.raises(error):
+                mtia.set_rng_state(bad)
+            assert [s.tobytes() for s in mtia.get_rng_state_all()] == before
+        for seed, error in ((2**64, ValueError), (-(2**63) - 1, ValueError), (1.5, TypeError), ("1", TypeError),
+                            (True, TypeError), (None, TypeError)):  # fmt: skip
+            for fn in (mtia.manual_seed, mtia.manual_seed_all):
+                with pytest.raises(error):
+                    fn(seed)
+                assert [s.tobytes() for s in mtia.get_rng_state_all()] == before
+        mtia.manual_seed(-1)
+        assert mtia.initial_seed() == 2**64 - 1
+        # Random bytes: any 16 bytes with a non-negative offset are a state (torch's rule).
+        rs = np.random.default_rng(9)
+        for _ in range(200):
+            raw = rs.integers(0, 256, 16, dtype=np.uint8)
+            current = mtia.get_rng_state().tobytes()
+            if int.from_bytes(raw[8:].tobytes(), "little", signed=True) < 0:
+                with pytest.raises(ValueError, match="offset"):
+                    mtia.set_rng_state(raw)
+                assert mtia.get_rng_state().tobytes() == current
+            else:
+                mtia.set_rng_state(raw)
+                assert mtia.get_rng_state().tobytes() == raw.tobytes()
+        # A get -> set round trip reproduces the sequence.
+        state = mtia.get_rng_state()
+        x = mtia.randn(100).numpy()
+        mtia.randn(5)
+        mtia.set_rng_state(state)
+        np.testing.assert_array_equal(mtia.randn(100).numpy(), x)
+
+
+def test_B9_state_set_before_init_is_cloned() -> None:
+    with fresh_runtime(device_count=1, workers=2):
+        state = np.random.default_rng(3).integers(0, 128, 16, dtype=np.uint8)  # offset byte 15 < 128: >= 0
+        expected = state.tobytes()
+        mtia.set_rng_state(state)
+        state[:] = 0  # mutating the caller's buffer after the call has no effect
+        assert not mtia.is_initialized()
+        assert mtia.get_rng_state().tobytes() == expected

@@ -2,8 +2,7 @@
 
 ``FakeStream`` has what the allocator needs of a stream (``stream_id``, ``marker()``);
 while it is ``busy`` its markers stay pending until the test calls ``finish()``.
-Used by the allocator's tests (``test_allocator.py``) and the catalogue rows checked at the
-allocator level.
+Used by ``test_allocator.py`` and by the ``alloc``/``s0`` fixtures of ``conftest.py``.
 """
 
 from __future__ import annotations

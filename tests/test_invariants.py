@@ -1,10 +1,14 @@
-"""A Hypothesis state machine over one runtime's devices: catalogue rows M5 and M6.
+"""The statistics and snapshot invariants: ``check_invariants`` itself, and a Hypothesis
+state machine over one runtime's devices that checks them after every step.
 
-Rules: allocate (0 B .. 24 MiB, on several streams of both devices), free, record_stream,
-launch kernels that write and check each array's own pattern, record and wait for events
-across streams and devices, synchronize (stream, event, device), empty_cache,
-reset_peak_memory_stats, and hold/release a side stream (a kernel waiting on a gate) so
-that frees after ``record_stream`` stay pending across steps.
+Catalogue rows: M5, M6. M6 is also checked under concurrency by ``test_C7_*``
+(test_memory_api.py).
+
+The machine's rules: allocate (0 B .. 24 MiB, on several streams of both devices), free,
+record_stream, launch kernels that write and check each array's own pattern, record and
+wait for events across streams and devices, synchronize (stream, event, device),
+empty_cache, reset_peak_memory_stats, and hold/release a side stream (a kernel waiting on
+a gate) so that frees after ``record_stream`` stay pending across steps.
 
 After every step, on each device: M5 and M6 on one atomic ``stats_and_snapshot()``
 (``check_invariants``), plus what it lacks: ``current == current_at_reset + allocated -
@@ -21,24 +25,59 @@ held gate.
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
-from _support import MiB
+from _support import MiB, FakeStream
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 import mtia_async as mtia
 import mtia_async.sync as mtia_sync
-from mtia_async._memory.stats import FIELDS, POOLS, STAT_NAMES
-from mtia_async.testing import check_invariants
 from mtia_async._core.runtime import get_runtime
-from mtia_async.testing import fresh_runtime, reset_runtime
+from mtia_async._memory.stats import FIELDS, POOLS, STAT_NAMES
+from mtia_async.testing import check_invariants, fresh_runtime, reset_runtime
 
+
+def test_check_invariants_can_fail(alloc: Any, s0: FakeStream) -> None:
+    alloc.malloc(100, s0)
+    stats, snap = alloc.stats_and_snapshot()
+    check_invariants(stats, snap)
+    for key, value in (
+        ("allocation.all.current", 5),
+        ("allocated_bytes.small_pool.freed", 1),
+        ("reserved_bytes.all.peak", 0),
+    ):
+        broken = dict(stats, **{key: value})
+        with pytest.raises(AssertionError):
+            check_invariants(broken, None)
+    broken_snap = json.loads(json.dumps(snap))
+    broken_snap["segments"][0]["blocks"][0]["size"] += 512
+    with pytest.raises(AssertionError, match="block"):
+        check_invariants(None, broken_snap)
+    with pytest.raises(AssertionError, match="snapshot shows"):
+        check_invariants(
+            dict(
+                stats,
+                **{
+                    "segment.all.current": 2,
+                    "segment.all.allocated": 2,
+                    "segment.small_pool.current": 2,
+                    "segment.small_pool.allocated": 2,
+                    "segment.all.peak": 2,
+                    "segment.small_pool.peak": 2,
+                },
+            ),
+            snap,
+        )
+
+
+# --- the state machine (M5, M6) ------------------------------------------------------------------
 DEVICES = 2
 MAX_LIVE = 12  # arrays per device
 SIZES = st.one_of(
