@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 
 __all__ = ["ENV_VARS", "Config", "parse_memory", "resolve_config", "validate_setting"]
 
@@ -93,8 +94,8 @@ def parse_memory(value: object, name: str) -> int:
                 f"{name}={_short(value)} is not a memory size; use bytes or a number with a unit "
                 "(B, KiB, MiB, GiB, TiB, KB, MB, GB, TB), e.g. '512MiB' or '8GiB'"
             )
-        exact = float(match.group(1)) * _UNITS[unit]
-        if exact != int(exact):
+        exact = Fraction(match.group(1)) * _UNITS[unit]  # exact: "4.1GB" is 4_100_000_000 bytes
+        if exact.denominator != 1:
             raise ValueError(
                 f"{name}={_short(value)} is not a whole number of bytes; use an integer number of "
                 "bytes or a unit, e.g. '512MiB' or '1.5GiB'"

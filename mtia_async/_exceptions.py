@@ -96,8 +96,15 @@ def fresh_copy(exc: BaseException) -> BaseException:
     """A new exception like ``exc`` (same type, message and cause) to raise at another wait.
 
     Raising the stored object itself from several threads would grow one shared traceback.
+    An exception type that cannot be rebuilt from its message gives a ``RuntimeError``
+    saying so, chained from ``exc``.
     """
-    copy = type(exc)(str(exc))
+    try:
+        copy = type(exc)(str(exc))
+    except Exception:
+        copy = RuntimeError(f"{type(exc).__name__} (see __cause__)")
+        copy.__cause__ = exc
+        return copy
     copy.__cause__ = exc.__cause__
     return copy
 

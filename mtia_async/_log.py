@@ -13,9 +13,22 @@ from __future__ import annotations
 
 import structlog
 
-__all__ = ["flags", "log", "set_debug_logging"]
+__all__ = ["emit", "flags", "log", "set_debug_logging"]
 
 log = structlog.get_logger("mtia_async")
+
+
+def emit(level: str, event: str, **fields: object) -> None:
+    """Log ``event`` at ``level`` ("debug", "error", "critical"); never raises.
+
+    Logging runs on worker threads while they record failures: a broken stdout, a
+    handler that raises or a hostile ``__repr__`` must never take a worker (and with it
+    every waiter of its device) down, so a failing log write is dropped.
+    """
+    try:
+        getattr(log, level)(event, **fields)
+    except Exception:  # noqa: BLE001 - see the docstring: a log write must never raise here
+        pass
 
 
 class _Flags:

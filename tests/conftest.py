@@ -14,10 +14,6 @@ from _support import GiB, FakeStream
 from mtia_async._memory import CachingAllocator
 from mtia_async.testing import check_invariants, fresh_runtime, worker_threads
 
-# Transitional: tests/test_issue15_regressions.py (new, written concurrently) still does
-# ``from conftest import run_python``. Remove this re-export once it imports from _support.
-from _support import run_python  # noqa: E402, F401
-
 
 @pytest.fixture(autouse=True)
 def _fresh_runtime() -> Iterator[None]:

@@ -23,7 +23,7 @@ from _support import GiB, KiB, MiB, FakeStream, assert_reset, checked, join_all,
 import mtia_async._memory.segments
 from mtia_async import OutOfMemoryError
 from mtia_async._memory import Block, CachingAllocator, dump_snapshot, human_size
-from mtia_async._worker_flag import mark_worker_thread
+from mtia_async._thread_role import mark_worker_thread
 from mtia_async.testing import check_invariants
 
 pytestmark = pytest.mark.timeout(120)

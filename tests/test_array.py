@@ -497,3 +497,27 @@ def test_arrays_made_in_threads_and_tasks_use_their_current_stream() -> None:
             return await (mtia.ones(2) * 3).to_host()
 
     np.testing.assert_array_equal(asyncio.run(task()), [3, 3])
+
+
+# Regression (issue 15, defect 2).
+def test_to_another_device_orders_later_writes_to_the_source_after_the_copy() -> None:
+    a = mtia_sync.asarray(np.zeros(1000))
+    mtia_sync.default_stream(1).launch(time.sleep, 0.2)  # device 1 busy: the copy runs late
+    b = a.to(1)
+    a[...] = 7
+    with mtia_sync.device(1):
+        np.testing.assert_array_equal(b.numpy(), np.zeros(1000))
+
+
+# Regression (issue 15, smaller defects).
+def test_dtype_none_means_the_documented_default() -> None:
+    assert mtia_sync.empty(3, dtype=None).dtype == np.float32
+    assert mtia_sync.zeros(3, dtype=None).dtype == np.float32
+    assert mtia_sync.ones(3, dtype=None).dtype == np.float32
+
+
+# Regression (issue 15, smaller defects).
+@pytest.mark.parametrize("shape", [(0, 2**70), (0, 2**62), (2**62, 0, 8)])
+def test_shapes_numpy_refuses_are_refused_at_the_call(shape: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match="too big|Maximum allowed dimension"):
+        mtia_sync.empty(shape)

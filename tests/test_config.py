@@ -151,3 +151,13 @@ def test_B8_good_env_values_configure_the_runtime() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["3", str(512 << 20), "3"]
+
+
+# Regression (issue 15, defect 13).
+def test_decimal_memory_sizes_parse_exactly() -> None:
+    with fresh_runtime(device_memory="4.1GB", device_count=1):
+        assert mtia.get_device_properties()["total_memory"] == 4_100_000_000
+    with fresh_runtime(device_memory="1.5GiB", device_count=1):
+        assert mtia.get_device_properties()["total_memory"] == 3 << 29
+    with pytest.raises(ValueError, match="whole number of bytes"):
+        mtia.configure(device_memory="1.0000000001KB")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from typing import Any
 
@@ -357,3 +358,34 @@ def test_repeated_general_calls_are_validated_per_signature() -> None:
     with pytest.raises(TypeError, match="Cannot cast ufunc 'add' output"):
         i8 += 1.5
     same(host(t), np.full(3, 3.0, np.float32))
+
+
+# Regression (issue 15, defect 3).
+@pytest.mark.parametrize("method", ["mean", "std", "var", "any", "all", "sum", "max"])
+def test_a_where_mask_on_another_device_is_refused(method: str) -> None:
+    x = mtia_sync.asarray(np.arange(6.0))
+    mask = mtia_sync.asarray(np.ones(6, bool), device=1)
+    with pytest.raises(ValueError, match="two devices"):
+        getattr(x, method)(where=mask)
+
+
+# Regression (issue 15, defect 11).
+def test_reduction_caches_tell_axes_apart() -> None:
+    a = mtia_sync.zeros((3, 0))
+    assert a.max(axis=0).shape == (0,)
+    with pytest.raises(ValueError, match="zero-size array"):
+        a.max(axis=1)
+    s = mtia_sync.current_stream()
+    s.synchronize()  # nothing was enqueued that fails
+
+
+# Regression (issue 15, smaller defects).
+def test_int_subclasses_are_operands_as_in_numpy() -> None:
+    class Three(enum.IntEnum):
+        THREE = 3
+
+    x = np.arange(4, dtype=np.float32)
+    a = mtia_sync.asarray(x)
+    for got, want in [(a + Three.THREE, x + Three.THREE), (Three.THREE * a, Three.THREE * x), (np.add(a, Three.THREE), np.add(x, Three.THREE))]:
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got.numpy(), want)

@@ -59,12 +59,12 @@ def test_failure_flows_along_wait_event_to_another_stream() -> None:
     with pytest.raises(mtia_sync.KernelError, match="upstream") as info:
         b.synchronize()
     assert isinstance(info.value.__cause__, ValueError)
-    assert ran == []
+    assert ran == ["b"]  # b's kernel ran; b's wait still reports the upstream failure
     with pytest.raises(mtia_sync.KernelError, match="upstream"):
         a.synchronize()
     b.launch(ran.append, "again")
     b.synchronize()
-    assert ran == ["again"]
+    assert ran == ["b", "again"]
 
 
 def test_device_synchronize_reports_every_failed_stream() -> None:
@@ -155,7 +155,7 @@ async def test_F1_kernel_error_reaches_its_awaiter_chained_and_other_streams_com
     s.launch(ran.append, 1)
     before = s.record_event()
     s.launch(boom, buf)
-    s.launch(ran.append, 2)  # behind the failure: skipped
+    s.launch(ran.append, 2)  # behind the failure: runs (a failure affects only its kernel)
     after = s.record_event()
     for i in range(100):
         other.launch(others.append, i)
@@ -172,7 +172,7 @@ async def test_F1_kernel_error_reaches_its_awaiter_chained_and_other_streams_com
     await before  # recorded before the failing kernel: completes normally
     await other.synchronize()
     assert others == list(range(100))
-    assert ran == [1]
+    assert ran == [1, 2]
     gc.collect()
     assert mtia.memory_stats() == stats_before  # the failure moved no allocator statistic
     # Reported once: the stream runs work launched from now on, and never hangs.
@@ -180,7 +180,7 @@ async def test_F1_kernel_error_reaches_its_awaiter_chained_and_other_streams_com
     async with asyncio.timeout(10):
         await s.synchronize()
         await s.synchronize()
-    assert ran == [1, 3]
+    assert ran == [1, 2, 3]
     with pytest.raises(mtia.KernelError):
         await after  # an event's record stays failed
     del buf
@@ -272,3 +272,114 @@ def test_M4_failed_kernel_arguments_die_once_reported() -> None:
     # The failure keeps the traceback (and so the frame's arguments) until it is
     # reported; once reported and the error object dropped, nothing holds it.
     assert ref() is None
+
+
+# Regression (issue 15, defect 1).
+async def test_a_failure_reported_by_one_task_never_voids_another_tasks_work() -> None:
+    gate = threading.Event()
+    results: dict[str, object] = {}
+
+    async def task_a() -> None:
+        mtia.launch(gate.wait, 5)
+        mtia.launch(lambda: 1 / 0)
+        await asyncio.sleep(0.05)
+        gate.set()
+        try:
+            await mtia.current_stream().synchronize()
+        except mtia.KernelError as exc:
+            results["a"] = exc
+
+    async def task_b() -> None:
+        x = mtia.asarray(np.arange(5.0))
+        y = x * 10
+        await asyncio.sleep(0.2)
+        try:
+            results["b"] = await y.to_host()
+        except mtia.KernelError as exc:
+            results["b"] = exc
+
+    await asyncio.gather(task_a(), task_b())
+    assert isinstance(results["a"], mtia.KernelError)
+    b = results["b"]
+    assert not isinstance(b, BaseException), b
+    np.testing.assert_array_equal(b, np.arange(5.0) * 10)
+
+
+# Regression (issue 15, defect 1).
+def test_a_failure_reported_by_one_thread_never_voids_another_threads_work() -> None:
+    gate = threading.Event()
+    queued = threading.Event()
+    out: dict[str, object] = {}
+
+    def thread_a() -> None:
+        mtia_sync.launch(gate.wait, 5)
+        mtia_sync.launch(boom)
+        queued.set()
+        time.sleep(0.1)
+        gate.set()
+        try:
+            mtia_sync.current_stream().synchronize()
+        except mtia_sync.KernelError as exc:
+            out["a"] = exc
+
+    def thread_b() -> None:
+        queued.wait(5)
+        done: list[int] = []
+        mtia_sync.launch(done.append, 1)  # queued behind A's failing kernel on the shared default stream
+        time.sleep(0.3)  # A reports and clears meanwhile
+        mtia_sync.current_stream().synchronize()
+        out["b"] = done
+
+    threads = [threading.Thread(target=thread_a), threading.Thread(target=thread_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert isinstance(out["a"], mtia_sync.KernelError)
+    assert out["b"] == [1]
+
+
+class NastyError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("str() of this exception raises")
+
+
+class NastyName:
+    def __getattribute__(self, name: str) -> object:
+        if name in ("__qualname__", "__name__"):
+            raise RuntimeError("no name for you")
+        return object.__getattribute__(self, name)
+
+    def __call__(self) -> None:
+        raise ValueError("nasty kernel")
+
+
+# Regression (issue 15, defect 9).
+def test_hostile_exceptions_and_kernels_fail_their_stream_not_the_device() -> None:
+    s = mtia_sync.Stream()
+
+    def raises_nasty() -> None:
+        raise NastyError()
+
+    s.launch(raises_nasty)
+    with pytest.raises(mtia_sync.KernelError):
+        s.synchronize()
+    s.launch(NastyName())
+    with pytest.raises(mtia_sync.KernelError, match="nasty kernel"):
+        s.synchronize()
+    assert mtia_sync.get_device_properties()["failed"] is False
+    done: list[int] = []
+    s.launch(done.append, 1)
+    s.synchronize()
+    assert done == [1]
+
+
+# Regression (issue 15, smaller defects).
+def test_a_kernel_returning_a_coroutine_fails_with_a_clear_error() -> None:
+    async def coro() -> None:
+        pass
+
+    s = mtia_sync.Stream()
+    s.launch(lambda: coro())
+    with pytest.raises(mtia_sync.KernelError, match="coroutine"):
+        s.synchronize()

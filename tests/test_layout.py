@@ -2,7 +2,7 @@
 
 The layers, bottom up (a module may import its own layer and the ones below, never above):
 
-    0 leaves     _exceptions, _log, _config, _worker_flag
+    0 leaves     _exceptions, _log, _config, _thread_role, _forksafe
     1 _memory    the caching allocator
     2 _core      marks, waits, streams, devices, runtime, context
     3 _arrays    DeviceArray and numpy's operations on it
@@ -30,7 +30,8 @@ LAYERS = {
     "_exceptions": 0,
     "_log": 0,
     "_config": 0,
-    "_worker_flag": 0,
+    "_thread_role": 0,
+    "_forksafe": 0,
     "_memory": 1,
     "_core": 2,
     "_arrays": 3,

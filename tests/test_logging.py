@@ -62,3 +62,30 @@ def test_library_never_configures_structlog_nor_prints() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "kernel-output\n"
+
+
+# Regression (issue 15, defect 5).
+def test_a_broken_stdout_never_wedges_a_stream() -> None:
+    result = run_python(
+        """
+        import os, sys
+        r, w = os.pipe()
+        os.close(r)
+        os.dup2(w, 1)  # stdout is now a pipe nobody reads: writing raises BrokenPipeError
+        import mtia_async.sync as mtia
+        def boom():
+            raise ValueError("boom")
+        s = mtia.Stream()
+        for _ in range(3):
+            s.launch(boom)
+            try:
+                s.synchronize()
+            except mtia.KernelError:
+                pass
+        s.launch(int)
+        s.synchronize()
+        sys.stderr.write("ALIVE\\n")
+        """,
+        timeout=30,
+    )
+    assert "ALIVE" in result.stderr, result.stderr

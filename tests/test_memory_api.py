@@ -745,3 +745,35 @@ def test_C7_snapshots_polled_from_another_thread_are_internally_consistent() -> 
     assert failures == []
     assert polls[0] >= 5
     del lives
+
+
+# Regression (issue 15, defect 8).
+async def test_an_allocation_on_the_loop_never_waits_for_a_pending_free() -> None:
+    with fresh_runtime(device_count=1, device_memory="24MiB", workers=2):
+        side = mtia.Stream()
+        big = mtia.empty(12 << 20, dtype=np.uint8)  # a 12 MiB large segment
+        side.launch(time.sleep, 1.0)
+        big.record_stream(side)
+        del big  # its free waits for the side stream's 1 s kernel
+        gc.collect()
+        t0 = time.perf_counter()
+        with pytest.raises(mtia.OutOfMemoryError, match="pending"):
+            mtia.empty(20 << 20, dtype=np.uint8)
+        assert time.perf_counter() - t0 < 0.5
+        await side.synchronize()
+        mtia.empty(20 << 20, dtype=np.uint8)  # fits once the free completed
+
+
+# Regression (issue 15, defect 12).
+def test_record_memory_history_refuses_huge_max_entries_and_changes_nothing() -> None:
+    mtia_sync.record_memory_history("all", max_entries=10)
+    x = mtia_sync.empty(16)
+    before = mtia_sync.snapshot()["device_traces"]
+    with pytest.raises(ValueError, match="max_entries"):
+        mtia_sync.record_memory_history("state", max_entries=2**63)
+    del x
+    gc.collect()
+    traces = mtia_sync.snapshot()["device_traces"]
+    assert len(traces[0]) >= len(before[0])  # still recording the trace: "all" was kept
+    assert any(e["action"] == "free_requested" for e in traces[0])
+    mtia_sync.record_memory_history(None)

@@ -629,3 +629,18 @@ def test_B9_state_set_before_init_is_cloned() -> None:
         state[:] = 0  # mutating the caller's buffer after the call has no effect
         assert not mtia.is_initialized()
         assert mtia.get_rng_state().tobytes() == expected
+
+
+# Regression (issue 15, defect 4).
+@pytest.mark.parametrize(
+    ("low", "high", "dtype"),
+    [(0.0, 1e5, np.float16), (-3e38, 3e38, np.float32), (0.0, 1e39, np.float32), (-1e5, 0.0, ml_dtypes.bfloat16)],
+)
+def test_uniform_refuses_a_range_the_dtype_cannot_represent(low: float, high: float, dtype: object) -> None:
+    if dtype is ml_dtypes.bfloat16:
+        x = mtia_sync.uniform(low, high, (1000,), dtype=dtype)  # bfloat16 reaches 3.4e38: fine
+        values = x.numpy().astype(np.float64)
+        assert (values >= low).all() and (values < high).all() and len(set(values)) > 10
+        return
+    with pytest.raises(ValueError, match="out of bounds|exceed"):
+        mtia_sync.uniform(low, high, (1000,), dtype=dtype)

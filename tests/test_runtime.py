@@ -514,3 +514,48 @@ def test_L4_seeded_soak_holds_invariants_threads_tasks_and_rss() -> None:
     assert "soak passed" in lines[-1]
     # The soak's own threads are gone; only the runtime's workers may remain.
     assert threading.active_count() <= threads_before + 2 * mtia.get_device_properties()["workers"]
+
+
+# Regression (issue 15, defect 7).
+def test_fork_while_another_thread_initialises_does_not_deadlock_the_child() -> None:
+    """A thread is inside init (holding the RNG defaults lock) when another thread forks."""
+    result = run_python(
+        """
+        import os, threading
+        import mtia_async.sync as mtia
+        from mtia_async._random import generator
+        held = threading.Event(); release = threading.Event()
+        def mid_init():
+            with generator._defaults_lock:  # what the init hook holds while it makes generators
+                held.set(); release.wait(10)
+        t = threading.Thread(target=mid_init); t.start(); held.wait(5)
+        pid = os.fork()
+        if pid == 0:
+            mtia.manual_seed(1)
+            x = mtia.randn(3).numpy()   # initialises the child's own runtime
+            os._exit(0 if x.shape == (3,) else 3)
+        release.set(); t.join()
+        _, status = os.waitpid(pid, 0)
+        print("CHILD", os.waitstatus_to_exitcode(status))
+        """,
+        timeout=30,
+    )
+    assert "CHILD 0" in result.stdout, (result.stdout, result.stderr)
+
+
+# Regression (issue 15, defect 14).
+def test_objects_of_a_shut_down_runtime_say_so() -> None:
+    old_array = mtia_sync.zeros(4)
+    old_stream = mtia_sync.Stream()
+    with fresh_runtime(device_count=1):
+        s = mtia_sync.Stream()
+        with pytest.raises(ValueError, match="shut down"):
+            s.launch(np.copyto, old_array, 1.0)
+        new = mtia_sync.zeros(4)
+        with pytest.raises(ValueError, match="shut down"):
+            new.record_stream(old_stream)
+        with pytest.raises(ValueError, match="shut down"):
+            with mtia_sync.stream(old_stream):
+                pass
+        with pytest.raises(ValueError, match="shut down"):
+            mtia_sync.set_stream(old_stream)

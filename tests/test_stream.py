@@ -375,3 +375,14 @@ def test_M4_kernel_arguments_arrays_closures_and_events_die_after_completion() -
     del arr, dev, kernel, closure_target, e, ae
     gc.collect()
     assert [r() for r in refs] == [None] * len(refs)
+
+
+class GenCall:
+    def __call__(self) -> object:
+        yield 1
+
+
+# Regression (issue 15, smaller defects).
+def test_a_callable_whose_call_is_a_generator_is_refused() -> None:
+    with pytest.raises(TypeError, match="generator"):
+        mtia_sync.launch(GenCall())

@@ -509,3 +509,54 @@ def test_M4_tasks_and_the_loop_are_collectable_after_asyncio_run() -> None:
     gc.collect()
     assert loop_ref[0]() is None
     assert [r() for r in task_refs] == [None] * 10
+
+
+# Regression (issue 15, defect 6).
+def test_an_async_wait_inside_a_kernel_raises() -> None:
+    errors: list[BaseException] = []
+
+    def kernel() -> None:
+        try:
+            asyncio.run(mtia.synchronize())
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    s = mtia_sync.Stream()
+    s.launch(kernel)
+    s.synchronize()
+    assert len(errors) == 1 and "inside a kernel" in str(errors[0])
+
+
+# Regression (issue 15, defect 10).
+def test_trio_guest_mode_on_an_asyncio_loop_awaits_with_trio() -> None:
+    trio = pytest.importorskip("trio")
+    out: list[object] = []
+
+    async def trio_main() -> None:
+        s = mtia.Stream()
+        s.launch(time.sleep, 0.02)
+        await s.synchronize()
+        out.append("synced")
+
+    async def asyncio_main() -> None:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def run_sync_soon_threadsafe(fn: object) -> None:
+            loop.call_soon_threadsafe(fn)  # type: ignore[arg-type]
+
+        def done_callback(outcome: object) -> None:
+            if not done.done():
+                done.set_result(outcome)
+
+        trio.lowlevel.start_guest_run(
+            trio_main,
+            run_sync_soon_threadsafe=run_sync_soon_threadsafe,
+            done_callback=done_callback,
+            host_uses_signal_set_wakeup_fd=True,
+        )
+        outcome = await asyncio.wait_for(done, 10)
+        outcome.unwrap()  # type: ignore[attr-defined]
+
+    asyncio.run(asyncio_main())
+    assert out == ["synced"]

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
-from .._core.stream import StreamHandle
+from .._core.stream import StreamHandle, foreign_runtime_error
 from .._memory import Block
-from .checks import check_index, reshape_target
+from .checks import check_extent, check_index, reshape_target
 
 if TYPE_CHECKING:
     from .._core.device import DeviceImpl
@@ -52,14 +52,16 @@ def new_array(dev: DeviceImpl, shape: tuple[int, ...], dtype: np.dtype[Any], str
 
     Raises:
         OutOfMemoryError: the device cannot hold it.
+        ValueError: an empty array whose extent numpy refuses (a huge dimension).
     """
     nbytes = _prod(shape) * dtype.itemsize
     if nbytes:
         alloc = dev._allocator
         if alloc is None:
             alloc = dev.allocator
-        block = alloc.malloc(nbytes, stream)
+        block = alloc.malloc(nbytes, stream)  # a huge size is an OutOfMemoryError there
     else:
+        check_extent(shape, dtype)  # nothing to allocate: numpy's own limits still apply
         block = None
     a = _new_obj(DeviceArray)
     a._shape = shape
@@ -333,6 +335,8 @@ class DeviceArray:
         if not isinstance(stream, StreamHandle):
             raise TypeError(f"record_stream() expects a mtia_async Stream, got {type(stream).__name__} {stream!r:.60}")
         impl = stream._impl
+        if impl.device.runtime is not self._dev.runtime:
+            raise foreign_runtime_error("record_stream(): the stream", "the array")
         if impl.device is not self._dev:
             raise ValueError(
                 f"record_stream(): the stream is on mtia:{impl.device.index} but the array is on "

@@ -15,7 +15,7 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._core.stream import kernel_name
+from .._core.stream import foreign_runtime_error, kernel_name
 from .array import DeviceArray
 
 if TYPE_CHECKING:
@@ -47,6 +47,8 @@ class _WithViews:
 
 def _check_device(value: DeviceArray, where: str, stream: StreamImpl) -> None:
     if value._dev is not stream.device:
+        if value._dev.runtime is not stream.device.runtime:
+            raise foreign_runtime_error(f"kernel argument {where} (a DeviceArray)", "the stream it is launched on")
         dev = stream.device.index
         raise ValueError(
             f"kernel argument {where} is a DeviceArray on mtia:{value._dev.index}, but the kernel is launched on a "

@@ -22,6 +22,7 @@ __all__ = [
     "ShapeLike",
     "SUPPORTED_DTYPES",
     "check_dtype",
+    "check_extent",
     "check_index",
     "check_shape",
     "fmt_shape",
@@ -112,6 +113,28 @@ def check_shape(shape: object) -> tuple[int, ...]:
     if len(dims) > MAX_DIMS:
         raise ValueError(f"shape {shape!r:.80} has {len(dims)} dimensions; at most {MAX_DIMS} are supported")
     return tuple(dims)
+
+
+_INTP_MAX = int(np.iinfo(np.intp).max)
+
+
+def check_extent(shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
+    """Raise numpy's ``ValueError`` for a shape numpy refuses, also when it holds no element.
+
+    A dimension above ``intp``'s maximum, or a product of the non-zero dimensions times
+    the item size above it, is refused by numpy whatever the other dimensions are.
+    """
+    extent = dtype.itemsize
+    for d in shape:
+        if d > _INTP_MAX:
+            raise ValueError(f"Maximum allowed dimension exceeded: shape {shape!r:.80}")
+        if d:
+            extent *= d
+    if extent > _INTP_MAX:
+        raise ValueError(
+            "array is too big; `arr.size * arr.dtype.itemsize` is larger than the maximum possible size: "
+            f"shape {shape!r:.80}, dtype {dtype}"
+        )
 
 
 def fmt_shape(shape: tuple[int, ...]) -> str:

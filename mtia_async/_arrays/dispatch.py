@@ -34,9 +34,9 @@ import numpy as np
 
 from .._core.context import stream_of
 from .array import SCALARS, DeviceArray, as_view, new_array
-from .checks import check_dtype, fmt_shape, two_devices
-from .shapes import Shape, broadcast, check_out_shape, check_where, gufunc_shapes, pattern, reduce_shapes
-from .transfer import from_host
+from .checks import check_dtype
+from .shapes import broadcast, check_out_shape, check_where, gufunc_shapes, pattern, reduce_shapes
+from .operands import common_device, operand, outputs, shape_of, where_operand
 
 if TYPE_CHECKING:
     from .._core.device import DeviceImpl
@@ -53,8 +53,8 @@ __all__ = [
     "rbinop",
     "ufunc_operator",
     "unop",
+    "keywords_key",
     "value_key",
-    "where_operand",
 ]
 
 _CACHE_MAX = 4096
@@ -122,8 +122,17 @@ def int_key(v: int) -> Any:
     return (int, v < 0, (v if v >= 0 else ~v).bit_length())
 
 
+def keywords_key(kw: dict[str, Any]) -> tuple[Any, ...]:
+    """The cache key of keyword arguments: their exact values (``axis=0`` is not ``axis=1``).
+
+    The type is part of it: ``1``, ``1.0`` and ``True`` hash alike but are different
+    arguments. ``TypeError`` for an unhashable value (the call is then not cached).
+    """
+    return tuple(sorted((k, type(v), v) for k, v in kw.items()))
+
+
 def value_key(x: Any) -> Any:
-    """The cache key of an operand or keyword value: a dtype, a scalar class, or x itself."""
+    """The cache key of an operand: what numpy's type resolution depends on (a dtype, a scalar class)."""
     t = type(x)
     if t is DeviceArray:
         return x._dtype
@@ -249,65 +258,6 @@ def array_ufunc_entry(uf: Any, method: str, inputs: tuple[Any, ...], kwargs: dic
 
 
 # --- the general ufunc path --------------------------------------------------------------------
-def shape_of(x: Any) -> Shape:
-    """The shape of an operand (a scalar's is ``()``)."""
-    return x._shape if type(x) is DeviceArray else ()
-
-
-def _device(items: Any) -> DeviceImpl | None:
-    dev = None
-    for x in items:
-        if type(x) is DeviceArray:
-            if dev is None:
-                dev = x._dev
-            elif x._dev is not dev:
-                raise ValueError(two_devices(dev, x._dev))
-    return dev
-
-
-def _operand(x: Any, dev: DeviceImpl) -> Any:
-    """A DeviceArray or a scalar; host arrays are copied to ``dev``; None if unsupported."""
-    if type(x) is DeviceArray or type(x) in SCALARS:
-        return x
-    if isinstance(x, np.generic):
-        check_dtype(x.dtype)
-        return x
-    if isinstance(x, (np.ndarray, list, tuple)):
-        return from_host(x, None, dev)
-    return None
-
-
-def _outputs(out: Any, nout: int, name: str) -> tuple[DeviceArray | None, ...]:
-    if out is None:
-        return (None,) * nout
-    outs = out if type(out) is tuple else (out,)
-    if len(outs) != nout:
-        raise ValueError(f"The 'out' tuple must have exactly {nout} entries: one per ufunc output of {name}")
-    for o in outs:
-        if o is not None and type(o) is not DeviceArray:
-            raise TypeError(
-                f"out= of a ufunc on DeviceArrays must be DeviceArrays of the same device, got {type(o).__name__}; "
-                "copy the result to the host with to_host()/numpy()"
-            )
-    return outs
-
-
-def where_operand(where: Any, dev: DeviceImpl) -> Any:
-    """None (everywhere), a bool scalar, or a bool DeviceArray on ``dev``."""
-    if where is True or where is None:
-        return None
-    if type(where) is DeviceArray:
-        if where._dtype != np.bool_:
-            raise TypeError(f"where= must be a bool array, got a DeviceArray of dtype {where._dtype}")
-        return where
-    if isinstance(where, (bool, np.bool_)):
-        return None if where else False
-    host = np.asarray(where)
-    if host.dtype != np.bool_:
-        raise TypeError(f"where= must be a bool array, got dtype {host.dtype}")
-    return from_host(host, None, dev)
-
-
 def array_ufunc(uf: Any, method: str, inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """``ufunc.method(*inputs, **kwargs)`` on DeviceArrays: one kernel, outputs returned.
 
@@ -335,12 +285,12 @@ def array_ufunc(uf: Any, method: str, inputs: tuple[Any, ...], kwargs: dict[str,
     if uf.signature is not None and method != "__call__":
         raise TypeError(f"numpy.{name}.{method} is not supported: {name} is a generalized ufunc")
     kw = dict(kwargs)
-    outs = _outputs(kw.pop("out", None), uf.nout, name)
+    outs = outputs(kw.pop("out", None), uf.nout, name)
     where = kw.pop("where", True)
-    dev = _device((*inputs, *outs, where))
+    dev = common_device((*inputs, *outs, where))
     if dev is None:
         return NotImplemented
-    ins = [_operand(x, dev) for x in inputs]
+    ins = [operand(x, dev) for x in inputs]
     if any(x is None for x in ins):
         return NotImplemented
     where = where_operand(where, dev)
@@ -368,7 +318,7 @@ def array_ufunc(uf: Any, method: str, inputs: tuple[Any, ...], kwargs: dict[str,
     try:
         key: Any = (uf, method, tuple(value_key(x) for x in ins), tuple(None if o is None else o._dtype for o in outs))
         if kw:
-            key += tuple(sorted((k, value_key(v)) for k, v in kw.items()))
+            key += keywords_key(kw)
         if method != "__call__":
             key += (tuple(patterns), where is not None)
         dtypes = RESOLVED.get(key)

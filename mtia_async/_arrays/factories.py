@@ -63,7 +63,7 @@ def asarray(obj: npt.ArrayLike | DeviceArray, dtype: npt.DTypeLike | None = None
     return from_host(obj, dt, device_impl(device))
 
 
-def empty(shape: ShapeLike, dtype: npt.DTypeLike = np.float32, device: DeviceLike = None) -> DeviceArray:
+def empty(shape: ShapeLike, dtype: npt.DTypeLike | None = np.float32, device: DeviceLike = None) -> DeviceArray:
     """A new array with unspecified contents (no kernel runs).
 
     Raises:
@@ -71,12 +71,12 @@ def empty(shape: ShapeLike, dtype: npt.DTypeLike = np.float32, device: DeviceLik
         OutOfMemoryError: the device cannot hold it.
     """
     shp = check_shape(shape)
-    dt = check_dtype(dtype)
+    dt = check_dtype(np.float32 if dtype is None else dtype)  # None: the documented default, as torch
     dev = device_impl(device)
     return new_array(dev, shp, dt, stream_of(dev))
 
 
-def _filled(shape: ShapeLike, dtype: npt.DTypeLike, device: DeviceLike, value: int) -> DeviceArray:
+def _filled(shape: ShapeLike, dtype: npt.DTypeLike | None, device: DeviceLike, value: int) -> DeviceArray:
     out = empty(shape, dtype, device)
     if out._block is not None:
         s = stream_of(out._dev)
@@ -84,12 +84,12 @@ def _filled(shape: ShapeLike, dtype: npt.DTypeLike, device: DeviceLike, value: i
     return out
 
 
-def zeros(shape: ShapeLike, dtype: npt.DTypeLike = np.float32, device: DeviceLike = None) -> DeviceArray:
+def zeros(shape: ShapeLike, dtype: npt.DTypeLike | None = np.float32, device: DeviceLike = None) -> DeviceArray:
     """A new array of zeros (a fill kernel on the current stream)."""
     return _filled(shape, dtype, device, 0)
 
 
-def ones(shape: ShapeLike, dtype: npt.DTypeLike = np.float32, device: DeviceLike = None) -> DeviceArray:
+def ones(shape: ShapeLike, dtype: npt.DTypeLike | None = np.float32, device: DeviceLike = None) -> DeviceArray:
     """A new array of ones (a fill kernel on the current stream)."""
     return _filled(shape, dtype, device, 1)
 

@@ -18,7 +18,8 @@ from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 from .._core.context import stream_of
 from .array import DeviceArray, new_array
 from .checks import check_dtype, two_devices
-from .dispatch import RESOLVED, array_ufunc, cache_put, enqueue, value_key, where_operand
+from .dispatch import RESOLVED, array_ufunc, cache_put, enqueue, keywords_key
+from .operands import where_operand
 from .shapes import check_out_shape, check_where, reduced
 
 __all__ = ["FUNCTIONS", "argreduce", "array_function", "reduce", "statistic"]
@@ -76,7 +77,7 @@ def statistic(fn: Any, a: DeviceArray, axis: Any, dtype: Any, out: Any, keepdims
     if dtype is not None:
         extra["dtype"] = dtype
     try:
-        key: Any = (fn, a._dtype, tuple(sorted((k, value_key(v)) for k, v in extra.items())))
+        key: Any = (fn, a._dtype, keywords_key(extra))
         dt = RESOLVED.get(key)
     except TypeError:
         key, dt = None, None

@@ -140,7 +140,12 @@ def astype(a: DeviceArray, dtype: object, copy: bool) -> DeviceArray:
 
 
 def to_device(a: DeviceArray, device: object) -> DeviceArray:
-    """``a.to(device)``: ``a`` itself when already there, else a copy on the destination."""
+    """``a.to(device)``: ``a`` itself when already there, else a copy on the destination.
+
+    Both sides are ordered, as PyTorch does for a copy between devices: the copy runs on
+    the destination's current stream after the work enqueued so far on the source's
+    current stream, and later work on the source's stream (a write to ``a``) waits for it.
+    """
     rt = get_runtime()
     index = resolve_device(device, rt)
     if index == a._dev.index and rt is a._dev.runtime:
@@ -149,6 +154,8 @@ def to_device(a: DeviceArray, device: object) -> DeviceArray:
     dst_stream = stream_of(dst)
     out = new_array(dst, a._shape, a._dtype, dst_stream)
     if out._block is not None:
-        dst_stream.wait_mark(stream_of(a._dev).record_mark())
+        src_stream = stream_of(a._dev)
+        dst_stream.wait_mark(src_stream.record_mark())
         dst_stream.launch(copy_kernel, (out, a))
+        src_stream.wait_mark(dst_stream.record_mark())
     return out

@@ -11,7 +11,6 @@ import itertools
 import os
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
 

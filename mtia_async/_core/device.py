@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import threading
 import time
+import types
 import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from .. import _forksafe as forksafe
 from .._exceptions import DeviceFailedError
-from .._log import flags, log
+from .._log import emit, flags
 from .._memory import CachingAllocator
-from .._worker_flag import mark_worker_thread
+from .._thread_role import mark_worker_thread
 from .mark import Clear, Failure, Mark, fire, safe_str
 from .stream import HIGHEST_PRIORITY, DeadQueue, StreamImpl, kernel_name
 
@@ -41,7 +43,7 @@ class _Worker:
     __slots__ = ("sleep", "assigned", "thread")
 
     def __init__(self) -> None:
-        self.sleep = threading.Lock()
+        self.sleep = forksafe.lock()
         self.sleep.acquire()
         self.assigned: StreamImpl | None = None
         self.thread: threading.Thread | None = None
@@ -55,7 +57,7 @@ class DeviceImpl:
         self.index = index
         self.max_workers = workers
         self.memory = memory
-        self.lock = threading.Lock()
+        self.lock = forksafe.lock()
         self.ready: list[deque[StreamImpl]] = [deque() for _ in range(1 - HIGHEST_PRIORITY)]
         self.nready = 0
         self.preempt_below = _NO_PREEMPT  # best priority waiting in the ready queue
@@ -83,7 +85,7 @@ class DeviceImpl:
         s = StreamImpl(self, priority, stream_id)
         self.streams[s.stream_id] = s
         if flags.debug:
-            log.debug("stream_created", device=self.index, stream=s.stream_id, priority=s.priority)
+            emit("debug", "stream_created", device=self.index, stream=s.stream_id, priority=s.priority)
         return s
 
     # --- scheduling ------------------------------------------------------------
@@ -167,22 +169,23 @@ class DeviceImpl:
         q = s.q
         pop = q.popleft
         prio = s.priority
-        fail = s.poison
+        async_results = _ASYNC_RESULTS
         start = _perf_ns()
         fn: Any = None
         args: Any = None
+        result: Any = None
         try:
             while True:
                 try:
                     while q:
                         fn = pop()
                         args = pop()
-                        if fn is not None and fail is None:
-                            fn(*args)
-                        else:
-                            fail = self._special(s, fn, args, fail)
-                            if fail is _PARK:
-                                return
+                        if fn is not None:
+                            result = fn(*args)
+                            if result is not None and result.__class__ in async_results:
+                                _refuse_async_result(fn, result)
+                        elif self._special(s, args) is _PARK:
+                            return
                         # One read when nothing waits; a stream of equal priority waiting
                         # also gets here, and takes over once our 2 ms slice is used up.
                         if self.preempt_below <= prio and (
@@ -202,22 +205,19 @@ class DeviceImpl:
                     if s.closed is not None:
                         return  # closed mid-item (shutdown, failed device): its waits already failed
                     # A kernel's error names the kernel; an error handling a special item
-                    # (a mark's waiters, say) is the runtime's own: kernel=None.
-                    fail = Failure(s, exc, None if fn is None else kernel_name(fn))
-                    s.poison = fail
-                    self._record_failure(fail)
+                    # (a mark's waiters, say) is the runtime's own: kernel=None. Either way
+                    # the stream goes on with the next item (nothing behind it is skipped).
+                    self._add_failure(s, Failure(s, exc, None if fn is None else kernel_name(fn)))
         finally:
-            fn = args = None  # drop references to finished kernels' arguments
+            fn = args = result = None  # drop references to finished kernels' arguments
 
-    def _special(self, s: StreamImpl, fn: Any, item: Any, fail: Failure | None) -> Any:
-        """Handle a mark, a wait, a clear, or any item while the stream is failed."""
-        if fn is not None:
-            return fail  # a kernel behind a failure: skipped
+    def _special(self, s: StreamImpl, item: Any) -> Any:
+        """Handle a mark, a wait or a clear; return ``_PARK`` when the worker must let go."""
         kind = type(item)
         if kind is Mark:
-            waiters = item.finish(fail, _perf_ns())
+            waiters = item.finish(s.unreported, _perf_ns())
             if flags.debug:
-                log.debug("mark_reached", device=self.index, stream=s.stream_id, failed=fail is not None)
+                emit("debug", "mark_reached", device=self.index, stream=s.stream_id, failed=bool(s.unreported))
             if waiters:
                 if not s.q:
                     # The last item: release the stream before waking anyone, so a woken
@@ -232,35 +232,29 @@ class DeviceImpl:
                         return _PARK
                 else:
                     fire(waiters)
-            return fail
+            return None
         if kind is Clear:
-            if fail is item.failure:
-                s.poison = fail = None
-            return fail
-        # WaitOn
-        if fail is not None:
-            return fail
+            s.unreported = tuple(f for f in s.unreported if f is not item.failure)
+            return None
+        # WaitOn: later work waits for the mark; a failure before it becomes this stream's too.
         mark = item.mark
         if not mark.done:
             s.q.extendleft((item, None))  # back at the front, in order: None, item
             if not mark.add_waiter(lambda: self.make_ready(s)):
                 self.make_ready(s)
             return _PARK
-        upstream = mark.error
-        if upstream is None:
-            return None
-        fail = Failure(s, upstream.exc, upstream.kernel)
-        s.poison = fail
-        self._record_failure(fail)
-        return fail
+        for upstream in mark.failures:
+            if all(f.exc is not upstream.exc for f in s.unreported):
+                self._add_failure(s, Failure(s, upstream.exc, upstream.kernel))
+        return None
 
     # --- failures ------------------------------------------------------------------
-    def _record_failure(self, fail: Failure) -> None:
+    def _add_failure(self, s: StreamImpl, fail: Failure) -> None:
+        """A new failure on ``s`` (worker thread): marks reached from now on carry it."""
+        s.unreported = (*s.unreported, fail)
         with self.lock:
             self.unreported[id(fail)] = fail
-        s = fail.stream
-        log.error(
-            "kernel_failed",
+        emit("error", "kernel_failed",
             device=self.index,
             stream=s.stream_id,
             kernel=fail.kernel,
@@ -273,7 +267,6 @@ class DeviceImpl:
 
     def fail_device(self, exc: BaseException) -> None:
         """A worker died: fail every pending wait on this device and refuse new work."""
-        log.critical("device_failed", device=self.index, error=f"{type(exc).__name__}: {safe_str(exc)}")
         reason = DeviceFailedError(
             f"device mtia:{self.index} failed: a worker thread died ({type(exc).__name__}: {safe_str(exc)}); "
             "re-create the runtime (mtia_async.testing.fresh_runtime) or restart the process"
@@ -283,7 +276,8 @@ class DeviceImpl:
             if self.crash is not None:
                 return
             self.crash = reason
-        self._stop(reason)
+        self._stop(reason)  # first: whatever happens next, no waiter is left hanging
+        emit("critical", "device_failed", device=self.index, error=f"{type(exc).__name__}: {safe_str(exc)}")
 
     def _stop(self, reason: BaseException) -> None:
         with self.lock:
@@ -318,7 +312,7 @@ class DeviceImpl:
         for mark in waiting:
             failure = Failure(s, reason, None)
             failure.reported = True
-            mark.complete(failure, _perf_ns())
+            mark.complete((failure,), _perf_ns())
 
     def shutdown(self, join_timeout: float | None) -> list[threading.Thread]:
         """Stop the workers after their current kernel; queued work is dropped."""
@@ -331,17 +325,31 @@ class DeviceImpl:
         return [t for t in threads if t.is_alive()]
 
     def after_fork_in_child(self, reason: RuntimeError) -> None:
-        """Make every object of this device refuse work in a forked child (no inherited lock is taken)."""
-        self.lock = threading.Lock()
+        """Make every object of this device refuse work in a forked child.
+
+        Its locks were re-initialised by ``_forksafe`` before this runs.
+        """
         self.workers = []
         self.idle = []
         self.closed = reason
         if self._allocator is not None:
-            self._allocator.after_fork_in_child()  # a parent worker may have held its lock
+            self._allocator.after_fork_in_child()  # a parent worker may have been mid-change
         for s in list(self.streams.values()):
-            s.lock = threading.Lock()
             s.closed = reason
             s.q = DeadQueue(reason)
 
 
 _PARK: Any = object()
+
+# What a kernel must never return: an async def or generator body that never runs.
+_ASYNC_RESULTS = frozenset({types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType})
+
+
+def _refuse_async_result(fn: object, result: Any) -> None:
+    """Close what a kernel returned (so Python does not warn it was never awaited) and fail it."""
+    result.close()  # coroutines, generators: close(); async generators: aclose() is a coroutine
+    kind = {types.CoroutineType: "a coroutine", types.GeneratorType: "a generator"}.get(type(result), "an async generator")
+    raise TypeError(
+        f"kernel {kernel_name(fn)} returned {kind}, whose body never runs: kernels run synchronously in a "
+        "worker thread; launch a plain function (and await the stream, not the kernel)"
+    )

@@ -15,8 +15,8 @@ So a wait costs one cross-thread wake-up, whatever the number of kernels behind 
 mark, and a wait on a mark that is already done costs none.
 
 Beside marks, two other FIFO items: :class:`WaitOn` (later work on this stream waits
-for a mark, maybe of another stream) and :class:`Clear` (a reported failure stops
-poisoning the work enqueued after it).
+for a mark, maybe of another stream) and :class:`Clear` (a reported failure is no
+longer carried by the marks enqueued after it).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from .._exceptions import MTIAError
 if TYPE_CHECKING:
     from .stream import StreamImpl
 
-__all__ = ["Clear", "Failure", "Mark", "WaitOn", "Waiter", "block_on", "fire", "safe_str"]
+__all__ = ["Clear", "Failure", "Failures", "Mark", "WaitOn", "Waiter", "block_on", "fire", "safe_str"]
 
 Waiter = Any  # (loop, future) tuple or a zero-argument callable
 
@@ -39,10 +39,12 @@ Waiter = Any  # (loop, future) tuple or a zero-argument callable
 class Failure:
     """A kernel failure on a stream.
 
-    From the failed kernel on, the stream's work is skipped and every wait on it raises
-    ``KernelError``, until a wait reports the failure: reporting enqueues a ``Clear``
-    item, and work enqueued after it runs again. ``kernel`` is None for a failure of
-    the runtime itself (a dead device, a shutdown): waits raise ``exc`` as is.
+    Only the failed kernel is affected (its outputs are undefined); the work behind it
+    runs. Every mark the stream reaches from then on carries the failure, so every wait
+    covering it raises ``KernelError``, until a wait reports it: reporting enqueues a
+    ``Clear`` item, and marks after it no longer carry the failure. ``kernel`` is None
+    for a failure of the runtime itself (a dead device, a shutdown, a bug in the
+    runtime): waits raise ``exc`` as is.
     """
 
     __slots__ = ("stream", "exc", "kernel", "reported")
@@ -74,6 +76,10 @@ class Failure:
             pass  # the stream is closed (shutdown, fork, failed device): nothing runs anyway
 
 
+Failures = tuple[Failure, ...]
+"""The failures a mark carries: those not yet reported when its stream reached it."""
+
+
 def safe_str(obj: object) -> str:
     """``str(obj)``, or a placeholder when that raises: user objects must not break bookkeeping."""
     try:
@@ -85,12 +91,12 @@ def safe_str(obj: object) -> str:
 class Mark:
     """A point in a stream's FIFO that waits, events and frees attach to."""
 
-    __slots__ = ("stream", "t_ns", "error", "done", "_waiters", "__weakref__")
+    __slots__ = ("stream", "t_ns", "failures", "done", "_waiters", "__weakref__")
 
     def __init__(self, stream: StreamImpl) -> None:
         self.stream = stream
         self.t_ns = 0
-        self.error: Failure | None = None
+        self.failures: Failures = ()
         self.done = False
         self._waiters: list[Waiter] | None = None
 
@@ -105,8 +111,9 @@ class Mark:
             if self.done:
                 return False
             if stream.closed is not None:
-                self.error = Failure(stream, stream.closed, None)
-                self.error.reported = True
+                failure = Failure(stream, stream.closed, None)
+                failure.reported = True
+                self.failures = (failure,)
                 self.done = True
                 return False
             if self._waiters is None:
@@ -125,19 +132,19 @@ class Mark:
                 except ValueError:
                     pass
 
-    def finish(self, error: Failure | None, t_ns: int) -> list[Waiter] | None:
+    def finish(self, failures: Failures, t_ns: int) -> list[Waiter] | None:
         """Mark done (by the worker that reached it); return the waiters to fire."""
         self.t_ns = t_ns
-        self.error = error
+        self.failures = failures
         with self.stream.lock:
             self.done = True
             waiters = self._waiters
             self._waiters = None
         return waiters
 
-    def complete(self, error: Failure | None, t_ns: int) -> None:
+    def complete(self, failures: Failures, t_ns: int) -> None:
         """Mark done and fire the waiters."""
-        waiters = self.finish(error, t_ns)
+        waiters = self.finish(failures, t_ns)
         if waiters:
             fire(waiters)
 
@@ -163,7 +170,7 @@ class WaitOn:
 
 
 class Clear:
-    """A FIFO item: the reported ``failure`` stops poisoning work enqueued after it."""
+    """A FIFO item: the reported ``failure`` is not carried by the marks enqueued after it."""
 
     __slots__ = ("failure",)
 

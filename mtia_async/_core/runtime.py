@@ -22,9 +22,10 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from .. import _forksafe as forksafe
 from .._config import Config, resolve_config, validate_setting
 from .._exceptions import DeferredMtiaCallError
-from .._log import flags, log
+from .._log import emit, flags
 from .device import DeviceImpl
 
 __all__ = [
@@ -88,7 +89,7 @@ def _limit_blas(threads: int) -> Any:
 class _State:
     def __init__(self) -> None:
         self.runtime: Runtime | None = None
-        self.lock = threading.RLock()
+        self.lock = forksafe.rlock()
         self.tls = threading.local()
         self.overrides: dict[str, int] = {}
         self.queued: list[tuple[Callable[[Runtime], None], str]] = []
@@ -170,8 +171,7 @@ def _lazy_init() -> Runtime:
         state.runtime = rt
         state.init_count += 1
         if flags.debug:
-            log.debug(
-                "runtime_initialized",
+            emit("debug", "runtime_initialized",
                 devices=config.device_count,
                 device_memory=config.device_memory,
                 workers=config.workers,
@@ -246,13 +246,12 @@ def shutdown_runtime(join_timeout: float | None = None, reset_config: bool = Fal
         return []
     alive = rt.shutdown(join_timeout)
     if flags.debug:
-        log.debug("runtime_shutdown", pid=os.getpid())
+        emit("debug", "runtime_shutdown", pid=os.getpid())
     return alive
 
 
 def _after_fork_in_child() -> None:
     rt = state.runtime
-    state.lock = threading.RLock()
     state.tls = threading.local()
     if rt is None:
         return  # forked before init: the child initialises its own runtime

@@ -1,7 +1,7 @@
 """StreamImpl: one stream's FIFO, its drain token and its failure state (both facades).
 
 Ownership: ``q`` (a deque) takes appends from any thread and pops from the one worker
-holding the stream's token; ``poison`` is written only by that worker and read
+holding the stream's token; ``unreported`` is written only by that worker and read
 lock-free; ``lock`` guards marks' waiter lists and failure reports. The drain itself
 lives in ``device.py``.
 """
@@ -11,14 +11,14 @@ from __future__ import annotations
 import functools
 import inspect
 import itertools
-import threading
 import types
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .. import _forksafe as forksafe
 from .._exceptions import fresh_copy
-from .mark import Clear, Failure, Mark, WaitOn
+from .mark import Clear, Failures, Mark, WaitOn
 
 if TYPE_CHECKING:
     from .device import DeviceImpl
@@ -31,6 +31,7 @@ __all__ = [
     "StreamImpl",
     "check_kernel",
     "foreign_runtime_error",
+    "stale_runtime_error",
 ]
 
 # As in CUDA, a lower number is a higher priority; out-of-range values are clamped.
@@ -42,12 +43,20 @@ _FunctionType = types.FunctionType
 _stream_ids = itertools.count(1)
 
 
-def foreign_runtime_error(what: str) -> ValueError:
+def foreign_runtime_error(what: str, other: str = "the waiting stream") -> ValueError:
     """The error for mixing objects of two runtimes (the older one was shut down)."""
     return ValueError(
-        f"{what} and the waiting stream belong to two mtia_async runtimes, one of them shut down (for "
-        "example by mtia_async.testing.fresh_runtime()); waiting across them would silently do nothing: "
-        "make both in the current runtime"
+        f"{what} and {other} belong to two mtia_async runtimes, one of them shut down (for example by "
+        "mtia_async.testing.fresh_runtime()); the objects of a shut-down runtime are unusable: make both "
+        "in the current runtime"
+    )
+
+
+def stale_runtime_error(what: str) -> ValueError:
+    """The error for using an object of a runtime that was shut down."""
+    return ValueError(
+        f"{what} belongs to a mtia_async runtime that was shut down (for example by "
+        "mtia_async.testing.fresh_runtime()); its objects are unusable: make it again in the current runtime"
     )
 
 
@@ -75,12 +84,15 @@ def check_kernel(kernel: object) -> None:
         target: Any = kernel
         while isinstance(target, functools.partial):
             target = target.func
-        if not (
-            inspect.iscoroutinefunction(target)
-            or inspect.isgeneratorfunction(target)
-            or inspect.isasyncgenfunction(target)
-            or inspect.iscoroutinefunction(getattr(target, "__call__", None))
-        ):
+        try:
+            call = getattr(target, "__call__", None)  # an instance: its __call__ decides
+            if not any(
+                test(t)
+                for t in (target, call)
+                for test in (inspect.iscoroutinefunction, inspect.isgeneratorfunction, inspect.isasyncgenfunction)
+            ):
+                return
+        except Exception:  # a hostile __getattribute__: let it run; the worker refuses an async result
             return
     else:
         raise TypeError(
@@ -133,7 +145,7 @@ class StreamImpl:
         "lock",
         "q",
         "token",
-        "poison",
+        "unreported",
         "closed",
         "__weakref__",
     )
@@ -142,10 +154,10 @@ class StreamImpl:
         self.device = device
         self.stream_id = next(_stream_ids) if stream_id is None else stream_id
         self.priority = min(LOWEST_PRIORITY, max(HIGHEST_PRIORITY, priority))
-        self.lock = threading.Lock()  # guards marks' waiter lists and failure reports
+        self.lock = forksafe.lock()  # guards marks' waiter lists and failure reports
         self.q: deque[Any] = deque()  # flat: kernel, args, kernel, args, ...
         self.token = [True]
-        self.poison: Failure | None = None  # the open kernel failure; written by the draining worker only
+        self.unreported: Failures = ()  # failures not yet reported; written by the draining worker only
         self.closed: BaseException | None = None  # why the stream takes no more work (shutdown, fork, crash)
 
     def __repr__(self) -> str:
@@ -185,7 +197,7 @@ class StreamImpl:
         """
         if mark.stream.device.runtime is not self.device.runtime:
             raise foreign_runtime_error("the event or stream waited for")
-        if mark.done and mark.error is None:
+        if mark.done and not mark.failures:
             return
         self.push_special(WaitOn(mark))
 
@@ -197,18 +209,20 @@ class StreamImpl:
     def sync_mark(self) -> Mark | None:
         """Return a mark to wait on for "all work so far", or None when already drained.
 
-        A drained stream with an unreported failure gets a completed, failed mark so the
-        wait raises it (no hop either way).
+        A drained stream with unreported failures gets a completed, failed mark so the
+        wait raises them (no hop either way).
         """
         if self.token and not self.q:
-            failure = self.poison
-            if failure is None or failure.reported:
+            failures = self.unreported
+            if failures:
+                failures = tuple(f for f in failures if not f.reported)
+            if not failures:
                 if self.closed is not None:
                     raise self.closed_error()
                 return None
             mark = Mark(self)
             mark.done = True
-            mark.error = failure
+            mark.failures = failures
             return mark
         return self.record_mark()
 

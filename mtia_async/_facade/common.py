@@ -26,7 +26,14 @@ from .._core.context import (
 )
 from .._core.mark import Mark
 from .._core.runtime import configure, get_runtime, init, is_initialized, peek_config, state
-from .._core.stream import _BAD_FLAGS, StreamHandle, StreamImpl, check_kernel, foreign_runtime_error
+from .._core.stream import (
+    _BAD_FLAGS,
+    StreamHandle,
+    StreamImpl,
+    check_kernel,
+    foreign_runtime_error,
+    stale_runtime_error,
+)
 from .._exceptions import fresh_copy
 from .event import EventBase
 
@@ -296,7 +303,7 @@ def set_stream(stream: StreamBase[Any]) -> None:
     """
     if not isinstance(stream, StreamBase):
         raise TypeError(f"set_stream() expects a mtia_async Stream, got {type(stream).__name__} {stream!r:.60}")
-    set_current_stream(stream._impl)
+    set_current_stream(_live(stream, "set_stream(): the stream"))
 
 
 class StreamContext:
@@ -313,12 +320,21 @@ class StreamContext:
 
     def __enter__(self) -> StreamBase[Any] | None:
         if self.stream is not None:
-            self._tokens.append(set_current_stream(self.stream._impl, select_device=True))
+            impl = _live(self.stream, "the stream of this StreamContext")
+            self._tokens.append(set_current_stream(impl, select_device=True))
         return self.stream
 
     def __exit__(self, *exc: object) -> None:
         if self.stream is not None:
             reset_context(self._tokens.pop())
+
+
+def _live(stream: StreamBase[Any], what: str) -> StreamImpl:
+    """The stream's state, if it belongs to the current runtime (else ``ValueError``)."""
+    impl = stream._impl
+    if impl.device.runtime is not state.runtime:
+        raise stale_runtime_error(what)
+    return impl
 
 
 def stream(stream: StreamBase[Any] | None) -> StreamContext:

@@ -1,6 +1,6 @@
 """Device memory: the caching allocator of one device, its statistics, history and snapshots.
 
-Imports only the leaves (``_exceptions``, ``_worker_flag``); the core hands each device
+Imports only the leaves (``_exceptions``, ``_thread_role``); the core hands each device
 one :class:`CachingAllocator`. Modules, from the bottom up:
 
 ========================  ============================================================

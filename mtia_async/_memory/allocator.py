@@ -27,13 +27,13 @@ several cached blocks that fit, the one reused may differ (newest, not lowest ad
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 from functools import partial
-from typing import Any
 
 
-from .._worker_flag import flags as _thread_flags
+from .. import _forksafe as forksafe
+from .._thread_role import blocking_refused
+from .._thread_role import flags as _thread_flags
 from .blocks import (
     ALLOC,
     FREE,
@@ -67,10 +67,10 @@ class CachingAllocator(AllocatorViews):
 
     def __init__(self, device: int, capacity: int) -> None:
         super().__init__(device, capacity)
-        self._lock = threading.RLock()
+        self._lock = forksafe.rlock()
         self._busy = False  # a call is mid-change (read and written by the lock holder only)
         self._deferred: deque[tuple[Chunk, Block | None]] = deque()  # see the module docstring
-        self._draining = threading.Lock()  # held by the one thread doing the deferred work
+        self._draining = forksafe.lock()  # held by the one thread doing the deferred work
         self._stash: Block | None = None  # the last block freed, not yet settled
         self._pending: dict[Chunk, None] = {}  # frees waiting for recorded streams
         self._small, self._large, self._all = Counters(), Counters(), Counters()
@@ -179,9 +179,15 @@ class CachingAllocator(AllocatorViews):
             self._coalesce_all()
 
     def _malloc_retry(self, size: int, stream: StreamLike, frames: Frames | None) -> Block:
-        """Wait for pending frees, release the cache and retry; else notify observers and raise."""
+        """Wait for pending frees, release the cache and retry; else notify observers and raise.
+
+        Pending frees are waited for only where blocking is allowed: never on a kernel
+        worker (the work it would wait for may be its own), an event-loop thread or in a
+        trio task (the loop would stall); there the error says what is pending instead.
+        """
         markers: list[Marker] = []
-        if not _thread_flags.worker:  # a worker must not wait: the work it waits for may be its own
+        may_wait = blocking_refused("an allocation") is None
+        if may_wait:
             with self._lock:
                 markers = [m for chunk in self._pending if chunk.markers for m in chunk.markers]
             for marker in markers:
@@ -206,8 +212,21 @@ class CachingAllocator(AllocatorViews):
             if self._trace is not None:
                 self._trace.append(trace_entry("oom", free, rsize, sid, frames))
             message = oom_message(self.device, self.capacity, seg_size, size, free, allocated, reserved, self._why)
+            if not may_wait and self._pending:
+                message += self._pending_note()
             observers = list(self._observers)
         raise out_of_memory(message, self.device, rsize, self.capacity, reserved, allocated, observers, seg_size)
+
+    def _pending_note(self) -> str:
+        """What the OOM message adds when memory waits for other streams and this thread may not."""
+        nbytes = sum(chunk.size for chunk in self._pending)
+        streams = sorted({sid for chunk in self._pending for sid in (chunk.uses or ())})
+        return (
+            f" {human_size(nbytes)} are pending free until the work queued on stream(s) "
+            f"{', '.join(map(str, streams))} of mtia:{self.device} is done (record_stream); an allocation "
+            "never waits for it on an event-loop thread, in a trio task or in a kernel: await those "
+            "streams' synchronize() (or synchronize() of the device), then allocate again."
+        )
 
     # --- freeing ---------------------------------------------------------------------
     def free(self, block: Block) -> None:
@@ -296,7 +315,7 @@ class CachingAllocator(AllocatorViews):
         with self._locked():
             if chunk.handle is not block:
                 raise self._invalid(block)  # another thread freed it meanwhile
-            chunk.handle, chunk.uses, chunk.state, chunk.markers = None, None, PENDING, markers
+            chunk.handle, chunk.state, chunk.markers = None, PENDING, markers  # uses: kept until complete
             chunk.req = req = block.requested_size
             self._pending[chunk] = None
             csize = chunk.size
@@ -364,7 +383,7 @@ class CachingAllocator(AllocatorViews):
     def _complete(self, chunk: Chunk) -> None:
         """Finish a pending free: the block joins its pool, and maybe leaves the device."""
         del self._pending[chunk]
-        chunk.state, chunk.markers = FREE, None
+        chunk.state, chunk.markers, chunk.uses = FREE, None, None
         csize, req = chunk.size, chunk.req
         for st in (self._small if csize <= SMALL_SIZE else self._large, self._all):
             st.complete_pending(csize, req)
@@ -386,9 +405,7 @@ class CachingAllocator(AllocatorViews):
         can still reach this allocator is the free of a parent array the child drops; it
         is ignored (the memory is the child's copy and goes with the process).
         """
-        self._lock = threading.RLock()
-        self._draining = threading.Lock()
-        self._busy = False
+        self._busy = False  # its locks are re-initialised by _forksafe
         self._deferred.clear()
         self.free = _ignore  # type: ignore[method-assign,assignment]
         self.record_stream = _ignore  # type: ignore[method-assign,assignment]

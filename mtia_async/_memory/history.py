@@ -44,7 +44,7 @@ def history_settings(
     Args:
         enabled: ``"all"``, ``"state"`` or None.
         stacks: ``"python"`` or ``"all"``.
-        max_entries: an int >= 0.
+        max_entries: an int from 0 (unbounded) to ``sys.maxsize``.
         context: which events keep Python frames, as torch: ``"all"``, ``"alloc"``,
             ``"state"`` (frames are kept), or None (no frames at all).
         skip_actions: trace actions not to record (a list of names from ``TRACE_ACTIONS``).
@@ -69,8 +69,10 @@ def history_settings(
         raise ValueError(f"enabled must be 'all', 'state' or None (to stop), got {enabled!r}")
     if stacks not in ("python", "all"):
         raise ValueError(f"stacks must be 'python' or 'all', got {stacks!r}")
-    if type(max_entries) is not int or max_entries < 0:
-        raise ValueError(f"max_entries must be an int >= 0 (0 keeps every entry), got {max_entries!r}")
+    if type(max_entries) is not int or not 0 <= max_entries <= sys.maxsize:
+        raise ValueError(
+            f"max_entries must be an int from 0 to {sys.maxsize} (0 keeps every entry), got {max_entries!r}"
+        )
     level = {None: 0, "state": 1, "all": 2}[enabled]
     return level, max_entries or None, context is not None, skip
 

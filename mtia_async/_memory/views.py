@@ -125,9 +125,8 @@ class AllocatorViews(SegmentCache):
         """
         level, maxlen, frames, skip = history_settings(enabled, stacks, max_entries, context, skip_actions)
         with self._locked():
-            self._context = level
-            self._frames = frames
-            self._trace = Trace(self._trace or (), maxlen, skip) if level == 2 else None
+            trace = Trace(self._trace or (), maxlen, skip) if level == 2 else None  # first: it may fail
+            self._context, self._frames, self._trace = level, frames, trace
 
     def snapshot(self) -> dict[str, Any]:
         """Return this device's ``torch.cuda.memory._snapshot()``.

@@ -59,12 +59,12 @@ import functools
 import operator
 import os
 import struct
-import threading
 import weakref
 from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from .. import _forksafe as forksafe
 from .._core.context import check_range, current_device_index, resolve_device
 from .._core.runtime import (
     Runtime,
@@ -197,7 +197,7 @@ class Generator:
 
     def _setup(self, index: int) -> None:
         self._index = index
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock()
         self._seed = DEFAULT_SEED
         self._key = _key(DEFAULT_SEED)
         self._offset = 0
@@ -289,7 +289,7 @@ class Generator:
 
 
 _defaults: weakref.WeakKeyDictionary[Runtime, list[Generator]] = weakref.WeakKeyDictionary()
-_defaults_lock = threading.Lock()
+_defaults_lock = forksafe.lock()
 
 
 def _new_defaults(rt: Runtime) -> None:

@@ -28,7 +28,8 @@ __all__ = ["bernoulli", "normal", "rand", "randint", "randn", "randperm", "unifo
 
 _F16, _BF16, _F32, _F64 = np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16), px.F32, px.F64
 _FLOATS = (_F16, _BF16, _F32, _F64)
-_DIGITS = {_F16: 11, _BF16: 8, _F32: 24, _F64: 53}  # exactly representable integers: |x| <= 2**digits
+_DIGITS = {_F16: 11, _BF16: 8, _F32: 24, _F64: 53}
+_FLOAT_MAX = {dt: float(ml_dtypes.finfo(dt).max) for dt in _FLOATS}  # type: ignore[no-untyped-call]  # exactly representable integers: |x| <= 2**digits
 
 
 # --- argument checks ---------------------------------------------------------------------------
@@ -146,7 +147,9 @@ def uniform(
     """Uniform numbers in ``[low, high)``, of shape ``size``.
 
     Raises:
-        TypeError: no size, or non-numeric bounds. ValueError: ``low >= high`` or non-finite.
+        TypeError: no size, or non-numeric bounds.
+        ValueError: ``low >= high``, non-finite bounds, or bounds (or ``high - low``) the
+            dtype cannot hold.
     """
     lo = _real_arg(low, "low")
     hi = _real_arg(high, "high")
@@ -158,9 +161,26 @@ def uniform(
         raise TypeError("uniform() needs a size, e.g. uniform(0.0, 1.0, (2, 3))")
     shape = check_shape(size)
     dt = _float_dtype(dtype, "uniform")
+    _check_uniform_bounds(lo, hi, dt)
     n = math.prod(shape)
     blocks = px.blocks_u64(n) if dt == _F64 else px.blocks_u32(n)
     return _launch(device, generator, shape, dt, blocks, px.uniform_kernel, lo, hi)
+
+
+def _check_uniform_bounds(lo: float, hi: float, dt: np.dtype[Any]) -> None:
+    """Raise ``ValueError`` when ``dt`` cannot hold ``[lo, hi)`` (ATen's ``check_uniform_bounds``)."""
+    top = _FLOAT_MAX[dt]
+    for name, value in (("low", lo), ("high", hi)):
+        if not -top <= value <= top:
+            raise ValueError(
+                f"uniform: {name}={value!r} is out of bounds for dtype {dt} (it holds [{-top:g}, {top:g}]); "
+                "choose bounds in that range or a wider dtype"
+            )
+    if hi - lo > top:
+        raise ValueError(
+            f"uniform expects high - low <= {top:g}, the largest {dt}, but high={hi!r} and low={lo!r} "
+            "exceed it; narrow the range or use a wider dtype"
+        )
 
 
 def randint(
