@@ -16,7 +16,6 @@ import weakref
 import numpy as np
 import pytest
 from _support import boom, join_all, wait_until
-from structlog.testing import capture_logs
 
 import mtia_async as mtia
 import mtia_async.sync as mtia_sync
@@ -129,17 +128,16 @@ def test_base_exception_in_a_kernel_is_a_kernel_error_not_a_dead_worker() -> Non
     assert out == [1]
 
 
-def test_kernel_failure_is_logged() -> None:
+def test_kernel_failure_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     s = mtia_sync.Stream()
-    with capture_logs() as logs:
-        s.launch(boom, "logged")
-        with pytest.raises(mtia_sync.KernelError):
-            s.synchronize()
-    failed = [e for e in logs if e["event"] == "kernel_failed"]
+    s.launch(boom, "logged")
+    with pytest.raises(mtia_sync.KernelError):
+        s.synchronize()
+    failed = [r for r in caplog.records if getattr(r, "event", None) == "kernel_failed"]
     assert len(failed) == 1
-    assert failed[0]["log_level"] == "error"
-    assert failed[0]["error"] == "ValueError: logged"
-    assert failed[0]["kernel"] == "boom"
+    assert (failed[0].name, failed[0].levelname) == ("mtia_async", "ERROR")
+    assert failed[0].error == "ValueError: logged"  # type: ignore[attr-defined]
+    assert failed[0].kernel == "boom"  # type: ignore[attr-defined]
 
 
 # --- a kernel error reaches its awaiter (F1) -----------------------------------------------------
