@@ -49,6 +49,11 @@ MEMORY_API = [
 ]  # fmt: skip
 
 
+def _state(snap: dict[str, Any]) -> tuple[Any, Any]:
+    """A snapshot's segments and traces (its ``allocator_settings`` never change)."""
+    return snap["segments"], snap["device_traces"]
+
+
 def test_both_facades_export_the_same_memory_functions() -> None:
     for name in MEMORY_API + ["DeviceArray", "asarray", "empty", "zeros", "ones", "full"]:
         assert getattr(mtia, name) is getattr(mtia_sync, name), name
@@ -64,7 +69,7 @@ def test_before_init_counters_are_zero_without_initialising() -> None:
         assert fn("mtia:1") == 0
     mtia.reset_peak_memory_stats()
     mtia.empty_cache()
-    assert mtia.snapshot() == {"segments": [], "device_traces": [[], []]}
+    assert _state(mtia.snapshot()) == ([], [[], []])
     with pytest.raises(ValueError, match=r"device 5 is out of index range: expected 0..1"):
         mtia.memory_allocated(5)
     with pytest.raises(ValueError, match="Invalid device string: 'mtia:x'"):
@@ -131,6 +136,11 @@ def test_memory_summary_is_the_torch_table() -> None:
     assert "MTIA memory summary, device ID 1" in text
     assert "Allocated memory" in text and "Reserved memory" in text
     assert isinstance(mtia_sync.memory_summary(), str)
+    short = mtia.memory_summary(device=1, abbreviated=True)
+    assert "Allocated memory" in short and "from large pool" not in short and "from large pool" in text
+    assert len(short.splitlines()) == len(text.splitlines()) - 2 * 9  # two pool rows less per metric
+    with pytest.raises(TypeError, match="abbreviated must be a bool"):
+        mtia.memory_summary(abbreviated="yes")  # type: ignore[arg-type]
     del x
 
 
@@ -438,7 +448,7 @@ def test_M10_trace_never_exceeds_max_entries_over_100k_ops() -> None:
     assert mtia.snapshot()["device_traces"] == [[], []]
     gc.collect()
     mtia.empty_cache()
-    assert mtia.snapshot() == {"segments": [], "device_traces": [[], []]}
+    assert _state(mtia.snapshot()) == ([], [[], []])
 
 
 @pytest.mark.parametrize(
@@ -473,17 +483,18 @@ def test_B11_record_memory_history_rejects_bad_arguments_and_changes_nothing(
 
 def test_B11_snapshot_before_init_is_empty_and_does_not_initialise() -> None:
     assert not mtia.is_initialized()
-    assert mtia.snapshot() == {"segments": [], "device_traces": [[], []]}
+    assert _state(mtia.snapshot()) == ([], [[], []])
     assert not mtia.is_initialized()
     result = run_python(
         """
         import mtia_async as mtia
-        print(mtia.snapshot(), mtia.is_initialized())
+        snap = mtia.snapshot()
+        print(snap["segments"], snap["device_traces"], sorted(snap), mtia.is_initialized())
         """,
         env={"MTIA_ASYNC_DEVICE_COUNT": "3"},
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "{'segments': [], 'device_traces': [[], [], []]} False"
+    assert result.stdout.strip() == "[] [[], [], []] ['allocator_settings', 'device_traces', 'segments'] False"
 
 
 # --- out of memory, and cancelled allocations (F13, F4) ------------------------------------------

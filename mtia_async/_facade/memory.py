@@ -22,6 +22,7 @@ from .._core.runtime import get_runtime, peek_config, state
 from .._memory import CachingAllocator
 from .._memory import dump_snapshot as _dump_snapshot
 from .._memory.history import history_settings
+from .._memory.snapshot import allocator_settings
 
 __all__ = [
     "attach_out_of_memory_observer",
@@ -106,9 +107,20 @@ def mem_get_info(device: object = None) -> tuple[int, int]:
     return int(free), int(total)
 
 
-def memory_summary(device: object = None) -> str:
-    """Return the statistics of ``device`` as torch.cuda.memory_summary()'s table."""
-    return _live_allocator(device).memory_summary()
+def memory_summary(device: object = None, abbreviated: bool = False) -> str:
+    """Return the statistics of ``device`` as torch.cuda.memory_summary()'s table.
+
+    Args:
+        device: the device (default: the current device).
+        abbreviated: only the ``all`` row of each metric, without the per-pool rows.
+
+    Raises:
+        ValueError: a bad device.
+        TypeError: ``abbreviated`` is not a bool.
+    """
+    if not isinstance(abbreviated, bool):
+        raise TypeError(f"abbreviated must be a bool, got {type(abbreviated).__name__} {abbreviated!r:.60}")
+    return _live_allocator(device).memory_summary(abbreviated)
 
 
 def empty_cache() -> None:
@@ -155,20 +167,22 @@ def snapshot() -> dict[str, Any]:
     """Return all devices' memory state as ``torch.cuda.memory._snapshot()`` does.
 
     Returns:
-        ``{"segments": [...], "device_traces": [[...], ...]}``: the segments of every
-        device (each names its ``device``) and one trace list per device, which
-        PyTorch's memory visualizer reads as is. Empty before initialisation.
+        ``{"segments": [...], "device_traces": [[...], ...], "allocator_settings": {...}}``:
+        the segments of every device (each names its ``device``), one trace list per
+        device and torch's allocator settings, which PyTorch's memory visualizer and
+        ``torch.cuda._memory_viz`` read as is. No segments nor traces before initialisation.
     """
     rt = state.runtime
     if rt is None:
-        return {"segments": [], "device_traces": [[] for _ in range(peek_config().device_count)]}
+        traces: list[Any] = [[] for _ in range(peek_config().device_count)]
+        return {"segments": [], "device_traces": traces, "allocator_settings": allocator_settings()}
     segments: list[Any] = []
-    traces: list[Any] = []
+    traces = []
     for dev in rt.devices:
         part = dev.allocator.snapshot()
         segments += part["segments"]
         traces += part["device_traces"]
-    return {"segments": segments, "device_traces": traces}
+    return {"segments": segments, "device_traces": traces, "allocator_settings": allocator_settings()}
 
 
 def attach_out_of_memory_observer(observer: Callable[[int, int, int, int], object]) -> None:

@@ -78,10 +78,19 @@ def history_settings(
 
 
 def trace_entry(action: str, addr: int, size: int, stream: int, frames: Frames | None) -> dict[str, Any]:
-    """Return one entry of ``device_traces`` (``time_us``: microseconds since the epoch)."""
+    """Return one entry of ``device_traces`` (``time_us``: microseconds since the epoch).
+
+    Args:
+        action: one of ``TRACE_ACTIONS``.
+        addr: the block or segment address; for ``"oom"``, the free bytes of the device,
+            stored under torch's key ``"device_free"`` instead of ``"addr"``.
+        size: bytes.
+        stream: the stream id.
+        frames: Python frames (None: none).
+    """
     return {
         "action": action,
-        "addr": addr,
+        "device_free" if action == "oom" else "addr": addr,
         "size": size,
         "stream": stream,
         "time_us": time.time_ns() // 1000,

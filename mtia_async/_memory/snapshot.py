@@ -10,7 +10,26 @@ from typing import Any
 
 from .stats import BLOCK_STATES
 
-__all__ = ["dump_snapshot", "render_segment"]
+__all__ = ["allocator_settings", "dump_snapshot", "render_segment"]
+
+
+def allocator_settings() -> dict[str, Any]:
+    """Return a snapshot's ``allocator_settings``: torch's keys, with this allocator's values.
+
+    The allocator has torch's defaults and no ``PYTORCH_CUDA_ALLOC_CONF`` options: no
+    split-size limit (-1, as torch reports it), no garbage-collection threshold, no
+    expandable segments, no power-of-two rounding divisions (16 intervals, 0 each).
+    """
+    return {
+        "PYTORCH_CUDA_ALLOC_CONF": "",
+        "max_split_size": -1,
+        "garbage_collection_threshold": 0.0,
+        "expandable_segments": False,
+        "pinned_num_register_threads": 1,
+        "release_lock_on_cudamalloc": False,
+        "pinned_use_cuda_host_register": False,
+        "roundup_power2_divisions": {str(1 << i): 0 for i in range(16)},
+    }
 
 
 def render_segment(device: int, seg: Any) -> dict[str, Any]:

@@ -35,12 +35,13 @@ def human_size(n: int) -> str:
     return f"{value:.2f} {unit}"
 
 
-def format_summary(stats: Mapping[str, Any], device: int) -> str:
+def format_summary(stats: Mapping[str, Any], device: int, abbreviated: bool = False) -> str:
     """Render ``memory_stats()`` as the table of ``torch.cuda.memory_summary()``.
 
     Args:
         stats: a ``memory_stats()`` dict.
         device: the device index shown in the title.
+        abbreviated: as torch, only the ``all`` row of each metric (no per-pool rows).
 
     Returns:
         The table, 77 characters wide, each line ending with a newline.
@@ -71,11 +72,10 @@ def format_summary(stats: Mapping[str, Any], device: int) -> str:
     ]
     for key, title, in_bytes in rows:
         lines.append("-" * width)
-        for pool, label in (
-            ("all", title),
-            ("large_pool", "    from large pool"),
-            ("small_pool", "    from small pool"),
-        ):
+        pools = [("all", title)]
+        if not abbreviated:
+            pools += [("large_pool", "    from large pool"), ("small_pool", "    from small pool")]
+        for pool, label in pools:
             lines.append(row(label, [int(stats[f"{key}.{pool}.{f}"]) for f in FIELDS], in_bytes))
     lines.append("-" * width)
     for key, title in (("oversize_allocations", "Oversize allocations"), ("oversize_segments", "Oversize segments")):

@@ -16,7 +16,7 @@ from typing import Any
 from .blocks import Chunk, Observer
 from .history import Trace, capture_frames, history_settings, trace_entry
 from .segments import SegmentCache
-from .snapshot import render_segment
+from .snapshot import allocator_settings, render_segment
 from .stats import Counters, build_stats
 from .summary import format_summary
 
@@ -74,9 +74,13 @@ class AllocatorViews(SegmentCache):
                 self._reclaim_done()
             return self.capacity - self._reserved(), self.capacity
 
-    def memory_summary(self) -> str:
-        """Return ``memory_stats()`` as the table of ``torch.cuda.memory_summary()``."""
-        return format_summary(self.memory_stats(), self.device)
+    def memory_summary(self, abbreviated: bool = False) -> str:
+        """Return ``memory_stats()`` as the table of ``torch.cuda.memory_summary()``.
+
+        Args:
+            abbreviated: only the ``all`` row of each metric, as torch.
+        """
+        return format_summary(self.memory_stats(), self.device, abbreviated)
 
     def attach_out_of_memory_observer(self, observer: Observer) -> None:
         """Call ``observer(device, alloc_size, device_allocated, device_free)`` before each OOM.
@@ -132,7 +136,8 @@ class AllocatorViews(SegmentCache):
         """Return this device's ``torch.cuda.memory._snapshot()``.
 
         Returns:
-            ``{"segments": [...], "device_traces": [[...]]}``, of plain Python values.
+            ``{"segments": [...], "device_traces": [[...]], "allocator_settings": {...}}``,
+            of plain Python values.
         """
         with self._locked():
             self._refresh()
@@ -151,4 +156,4 @@ class AllocatorViews(SegmentCache):
             active = sum(seg["active_size"] for seg in segments)
             self._trace.append(trace_entry("snapshot", 0, active, 0, None))
             trace = [dict(entry) for entry in self._trace]
-        return {"segments": segments, "device_traces": [trace]}
+        return {"segments": segments, "device_traces": [trace], "allocator_settings": allocator_settings()}
