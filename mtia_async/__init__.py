@@ -15,6 +15,7 @@ from ._facade.aio import current_stream as current_stream
 from ._facade.aio import default_stream as default_stream
 from ._facade.aio import synchronize as synchronize
 from ._facade.shared import *  # noqa: F403  (the never-waiting names, listed once there)
+from . import memory as memory  # the submodule, as torch.mtia.memory (not in __all__)
 
 __version__ = "0.1.0"
 

@@ -16,6 +16,7 @@ from ._facade.blocking import current_stream as current_stream
 from ._facade.blocking import default_stream as default_stream
 from ._facade.blocking import synchronize as synchronize
 from ._facade.shared import *  # noqa: F403  (the never-waiting names, listed once there)
+from . import memory as memory  # the submodule, as torch.mtia.memory (not in __all__)
 
 __all__ = [
     "DeferredMtiaCallError",

@@ -1,4 +1,4 @@
-"""Test helpers: a fresh runtime per test, and the allocator's invariants.
+"""Test helpers: a fresh runtime per test, and the allocator's invariants; a pytest plugin.
 
 ``check_invariants(stats, snapshot)`` asserts the reliability catalogue's M5 and M6 on
 ``memory_stats()`` and ``snapshot()`` dicts (see its docstring).
@@ -11,9 +11,12 @@ Use the context manager::
         with fresh_runtime(device_count=2, workers=2):
             ...
 
-or the pytest fixture (add ``pytest_plugins = ["mtia_async.testing"]`` to your
-conftest.py, or import ``mtia_runtime`` into it)::
+or the pytest fixture ``mtia_runtime``: installing mtia_async registers this module as
+a pytest plugin (the ``pytest11`` entry point ``mtia_async.testing``), so no conftest
+line is needed. Choose the settings with the ``mtia`` marker or an indirect parameter
+(docs/testing.md)::
 
+    @pytest.mark.mtia(device_count=2, device_memory="64MiB", workers=2)
     def test_something(mtia_runtime):
         ...
 """
@@ -21,10 +24,11 @@ conftest.py, or import ``mtia_runtime`` into it)::
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from ._config import validate_setting
 from ._core.runtime import configure, shutdown_runtime, state
 from ._memory.invariants import check_invariants as check_invariants
 
@@ -71,14 +75,62 @@ def worker_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("mtia_async-")]
 
 
-try:  # the pytest fixture, when pytest is installed
+def _settings_of(request: Any) -> dict[str, object]:
+    """The runtime settings of a test: its closest ``mtia`` marker, then an indirect parameter.
+
+    Raises:
+        TypeError: positional marker arguments, a parameter that is not a dict, or an
+            unknown setting (the message says where it came from).
+        ValueError: a value out of range.
+    """
+    settings: dict[str, object] = {}
+    marker = request.node.get_closest_marker("mtia")
+    if marker is not None:
+        if marker.args:
+            raise TypeError(
+                f"@pytest.mark.mtia takes settings as keywords (device_count=2, ...), got positional {marker.args!r}"
+            )
+        settings.update(marker.kwargs)
+    param = getattr(request, "param", None)
+    if param is not None:
+        if not isinstance(param, Mapping):
+            raise TypeError(
+                "an indirect parameter of mtia_runtime must be a dict of settings such as "
+                f"{{'device_count': 2}}, got {type(param).__name__} {param!r:.60}"
+            )
+        settings.update(param)
+    for key, value in settings.items():
+        try:
+            validate_setting(key, value)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"mtia_runtime settings (@pytest.mark.mtia or indirect parameter): {exc}") from None
+    return settings
+
+
+try:  # the pytest plugin, when pytest is installed
     import pytest
 
+    def pytest_configure(config: pytest.Config) -> None:
+        """Register the ``mtia`` marker (so ``--strict-markers`` accepts it)."""
+        config.addinivalue_line(
+            "markers",
+            "mtia(device_count=1, device_memory='16GiB', workers=N, blas_threads=N): "
+            "the settings of the mtia_runtime fixture's fresh runtime (mtia_async.configure's)",
+        )
+
     @pytest.fixture
-    def mtia_runtime() -> Iterator[None]:
-        """A fresh runtime for one test (default settings, or the environment's)."""
-        with fresh_runtime():
-            yield
+    def mtia_runtime(request: pytest.FixtureRequest) -> Iterator[dict[str, object]]:
+        """A fresh runtime for one test, shut down after it; yields the settings applied.
+
+        Settings come from ``@pytest.mark.mtia(...)`` (on the test, its class or module;
+        the closest wins), then from an indirect parameter (a dict), else from the
+        environment and the defaults. A worker thread still alive 10 s after the test
+        fails it.
+        """
+        settings = _settings_of(request)
+        keywords: dict[str, Any] = settings  # validated setting names, never join_timeout
+        with fresh_runtime(**keywords):
+            yield settings
 
 except ImportError:  # pragma: no cover
     pass

@@ -5,7 +5,11 @@ Subcommands::
     python -m mtia_async                      # the main job: info, demo, quick benchmark summary
     python -m mtia_async info                 # the devices only
     python -m mtia_async demo                 # info and the demo
-    python -m mtia_async bench [SUITES...] [--quick] [--json PATH] [--compare OLD.json] [--plot PATH.png]
+    python -m mtia_async bench [SUITES...] [--quick] [--json PATH] [--compare OLD.json] [--plot OUT.png]
+    python -m mtia_async bench compare OLD.json NEW.json [--fail-on-regression PCT]
+    python -m mtia_async bench plot RESULTS.json [--compare OLD.json] -o OUT.png|svg
+
+Every table is fitted to the terminal (or ``COLUMNS``; 100 columns into a pipe).
 """
 
 from __future__ import annotations
@@ -18,12 +22,23 @@ from collections.abc import Sequence
 __all__ = ["build_parser", "main"]
 
 #: Suites of the main job's quick summary (responsiveness is left to ``bench``: the demo
-#: already shows a heartbeat staying live, and the suite takes seconds even when quick).
-MAIN_JOB_SUITES = ("launch", "sync", "await", "overlap", "kernels", "memory", "dispatch", "rng")
+#: already shows a heartbeat staying live; dispatch's size sweep adds nothing to a
+#: summary that ``ops`` does not show).
+MAIN_JOB_SUITES = ("launch", "sync", "await", "overlap", "kernels", "memory", "ops", "rng")
+
+_EXIT_CODES = "exit status: 0 fine, 1 a suite failed, 2 a usage error, 3 a regression (--fail-on-regression)"
+
+
+def _compare_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--fail-on-regression", type=float, metavar="PCT", default=None,
+                        help="exit 3 when a row is significantly worse by more than PCT percent (for CI)")
+    parser.add_argument("--threshold", type=float, metavar="PCT", default=5.0,
+                        help="a change of the median under PCT percent is never a difference (default 5)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m mtia_async``."""
+    import mtia_async
     from mtia_async.bench import SUITES
 
     parser = argparse.ArgumentParser(
@@ -31,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="mtia_async: torch.mtia emulated in software, async-first. Without a command: "
         "describe the device, run a short demo and a quick benchmark summary.",
     )
+    parser.add_argument("--version", action="version", version=f"mtia_async {mtia_async.__version__}")
     parser.add_argument("--no-bench", action="store_true", help="main job: skip the quick benchmark summary")
     parser.add_argument("--plain", action="store_true", help="plain-text tables (no rich)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -38,28 +54,59 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="print the devices and run the demo")
     bench = sub.add_parser(
         "bench",
-        help="run benchmark suites",
-        description="Run benchmark suites (all by default): "
-        + "; ".join(f"{name}: {s.summary}" for name, s in SUITES.items()),
+        help="run benchmark suites; 'bench compare', 'bench plot' work on saved runs",
+        description="Run benchmark suites (all by default; --list says what each measures). "
+        "Also: 'bench compare OLD.json NEW.json' and 'bench plot RESULTS.json -o OUT.png' "
+        "(see their --help).",
+        epilog=_EXIT_CODES,
     )
     bench.add_argument("suites", nargs="*", metavar="SUITE", help=f"suites to run, from: {', '.join(SUITES)}")
-    bench.add_argument("--quick", action="store_true", help="small batches, 3 repetitions (a smoke run)")
-    bench.add_argument("--reps", type=int, default=None, help="timed repetitions (default 9, quick 3)")
+    bench.add_argument("--quick", action="store_true", help="small batches, 5 repetitions (a smoke run)")
+    bench.add_argument("--reps", type=int, default=None, help="timed repetitions (default 9, quick 5)")
+    bench.add_argument("--min-time", type=float, default=None, metavar="SECONDS",
+                       help="how long one calibrated batch lasts (default 0.1, quick 0.01)")
     bench.add_argument("--json", dest="json_path", metavar="PATH", help="write the results and machine to PATH")
-    bench.add_argument("--compare", dest="compare_path", metavar="OLD.json", help="print the change per row since OLD")
-    bench.add_argument("--plot", dest="plot_path", metavar="PATH.png", help="draw the results (needs matplotlib)")
+    bench.add_argument("--compare", dest="compare_path", metavar="OLD.json",
+                       help="print the change per row since OLD (significance-tested)")
+    _compare_options(bench)
+    bench.add_argument("--plot", dest="plot_path", metavar="OUT.png",
+                       help="draw the results, .png or .svg (needs matplotlib)")
     bench.add_argument("--markdown", dest="markdown_path", metavar="PATH.md", help="write the table as Markdown")
     bench.add_argument("--plain", action="store_true", help="plain-text table (no rich)")
     bench.add_argument("--no-progress", action="store_true", help="no progress display")
     bench.add_argument("--in-process", action="store_true",
                        help="run every suite in this interpreter (default: a fresh one per suite)")
     bench.add_argument("--list", action="store_true", help="list the suites and exit")
+    bench.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # how the parent runs a suite
+    return parser
+
+
+def _saved_run_parser(command: str) -> argparse.ArgumentParser:
+    """The parsers of ``bench compare`` and ``bench plot`` (they take no suites)."""
+    prog = f"python -m mtia_async bench {command}"
+    if command == "compare":
+        parser = argparse.ArgumentParser(
+            prog=prog, epilog=_EXIT_CODES,
+            description="Compare two saved runs row by row: a row is better or worse only when its median "
+            "moved by more than the threshold and the Mann-Whitney U test on the samples says p < 0.05.")
+        parser.add_argument("old", metavar="OLD.json", help="the earlier run (bench --json)")
+        parser.add_argument("new", metavar="NEW.json", help="the later run")
+        _compare_options(parser)
+    else:
+        parser = argparse.ArgumentParser(
+            prog=prog, description="Draw a saved run: one small multiple per suite and unit, goals drawn.")
+        parser.add_argument("results", metavar="RESULTS.json", help="a run saved with bench --json")
+        parser.add_argument("--compare", dest="compare_path", metavar="OLD.json",
+                            help="also draw an older run's medians")
+        parser.add_argument("-o", "--output", required=True, metavar="OUT.png|OUT.svg", help="the picture to write")
+    parser.add_argument("--plain", action="store_true", help=argparse.SUPPRESS if command == "plot" else
+                        "plain-text table (no rich)")
     return parser
 
 
 def _main_job(args: argparse.Namespace) -> int:
-    from mtia_async.bench import bench_command
     from mtia_async._cli.demo import describe, run_demo
+    from mtia_async.bench import bench_command
 
     t0 = time.perf_counter()
     describe()
@@ -75,8 +122,31 @@ def _main_job(args: argparse.Namespace) -> int:
     return status
 
 
+def _saved_run_command(argv: list[str]) -> int | None:
+    """Run ``bench compare``/``bench plot`` when ``argv`` asks for one (else None)."""
+    words = [a for a in argv if not a.startswith("-")]
+    if len(words) < 2 or words[0] != "bench" or words[1] not in ("compare", "plot"):
+        return None
+    at = argv.index(words[1])
+    if argv[:at] != [a for a in argv[:at] if a in ("bench", "--plain")]:
+        return None  # an option between `bench` and the word: a suite list, not a command
+    command = words[1]
+    args = _saved_run_parser(command).parse_args(argv[at + 1:])
+    plain = args.plain or "--plain" in argv[:at]
+    from mtia_async.bench import compare_command, plot_command
+
+    if command == "compare":
+        return compare_command(args.old, args.new, fail_on_regression=args.fail_on_regression,
+                               threshold=args.threshold, plain=plain)
+    return plot_command(args.results, args.output, compare_path=args.compare_path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    saved = _saved_run_command(argv)
+    if saved is not None:
+        return saved
     args = build_parser().parse_args(argv)
     if args.command is None:
         return _main_job(args)
@@ -109,5 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         plain=args.plain,
         progress=not args.no_progress,
         isolate=not args.in_process,
+        fail_on_regression=args.fail_on_regression,
+        threshold=args.threshold,
+        min_time=args.min_time,
+        child=args.child,
     )
-

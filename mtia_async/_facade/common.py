@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import types
 from collections.abc import Callable
-from contextvars import Token
-from typing import Any, Generic, Protocol, TypeVar
+from contextvars import ContextVar, Token
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from .._arrays.bind import bind
 from .._core.context import (
@@ -64,6 +64,7 @@ _FunctionType = types.FunctionType
 E = TypeVar("E", bound=EventBase)
 S = TypeVar("S", bound="StreamBase[Any]")
 S_co = TypeVar("S_co", bound="StreamBase[Any]", covariant=True)
+_WITH_TOKENS: ContextVar[tuple[Token[Any], ...]] = ContextVar("mtia_async_stream_with", default=())
 
 
 class StreamBase(StreamHandle, Generic[E]):
@@ -180,6 +181,22 @@ class StreamBase(StreamHandle, Generic[E]):
 
     def __hash__(self) -> int:
         return hash((self._impl.device.index, self._impl.stream_id))
+
+    # ``with s:`` (torch.Stream is a context manager): the stream and its device become
+    # current for this task/thread, restored on exit. The tokens live in a ContextVar,
+    # one stack per task/thread, so one Stream object may be entered by many tasks at once.
+    def __enter__(self) -> Self:
+        """Make this stream (and its device) current until the ``with`` block ends."""
+        token = set_current_stream(_live(self, "the stream of this with-block"), select_device=True)
+        _WITH_TOKENS.set((*_WITH_TOKENS.get(), token))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        tokens = _WITH_TOKENS.get()
+        if not tokens:
+            raise RuntimeError("Stream.__exit__ without a matching __enter__ in this task/thread")
+        _WITH_TOKENS.set(tokens[:-1])
+        reset_context(tokens[-1])
 
     def __repr__(self) -> str:
         impl = self._impl
