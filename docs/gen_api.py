@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import sys
+from typing import TypeVar
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 import mtia_async  # noqa: E402
+import mtia_async.memory  # noqa: E402
 import mtia_async.sync  # noqa: E402
 
 WAITING = {"Event", "Stream", "current_stream", "default_stream", "synchronize"}
@@ -23,18 +26,52 @@ def _summary(obj: object) -> str:
     return doc.split("\n\n")[0].replace("\n", " ")
 
 
+#: What the generic type variables of the facade code stand for in a facade's API.
+TYPEVAR_NAMES = {"S": "Stream", "E": "Event"}
+#: Dunder methods worth listing (``with s:``, ``await e``).
+DUNDERS = ("__await__", "__enter__")
+
+
+def _name_typevars(obj: object, annotation: object) -> object:
+    """``'S'`` -> ``'Stream'``, ``'E | None'`` -> ``'Event | None'``: the type variables
+    of the function's module (``from __future__ import annotations`` keeps them as text)."""
+    if not isinstance(annotation, str):
+        return annotation
+    scope = getattr(inspect.unwrap(obj), "__globals__", {})  # type: ignore[arg-type]
+
+    def name(match: re.Match[str]) -> str:
+        word = match.group(0)
+        return TYPEVAR_NAMES.get(word, word) if isinstance(scope.get(word), TypeVar) else word
+
+    return re.sub(r"\b[A-Z]\w*\b", name, annotation)
+
+
 def _signature(name: str, obj: object) -> str:
     try:
-        return f"{name}{inspect.signature(obj)}"  # type: ignore[arg-type]
+        sig = inspect.signature(obj)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return name
+    if inspect.isclass(obj):  # a constructor returns the instance: no "-> 'S'" / "-> 'None'"
+        sig = sig.replace(return_annotation=inspect.Signature.empty)
+    params = [p.replace(annotation=_name_typevars(obj, p.annotation)) for p in sig.parameters.values()]
+    sig = sig.replace(parameters=params, return_annotation=_name_typevars(obj, sig.return_annotation))
+    return f"{name}{sig}"
+
+
+def _members(cls: type) -> dict[str, object]:
+    """Public members of ``cls`` and of its mtia_async base classes (the subclass's win)."""
+    members: dict[str, object] = {}
+    for base in reversed(cls.__mro__):
+        if base.__module__.startswith("mtia_async"):
+            members.update(vars(base))
+    return members
 
 
 def _entry(prefix: str, name: str, obj: object) -> list[str]:
     lines = [f"### `{prefix}{_signature(name, obj)}`", "", _summary(obj), ""]
     if inspect.isclass(obj) and not issubclass(obj, BaseException):
-        for attr, member in sorted(vars(obj).items()):
-            if attr.startswith("_") and attr not in ("__await__",):
+        for attr, member in sorted(_members(obj).items()):
+            if attr.startswith("_") and (attr not in DUNDERS or not inspect.getdoc(member)):
                 continue
             target = member.fget if isinstance(member, property) else member
             if not callable(target) and not isinstance(member, property):
@@ -70,6 +107,16 @@ def render() -> str:
     out += ["## `mtia_async.sync` (blocking)", ""]
     for name in sorted(WAITING):
         out += _entry("mtia_async.sync.", name, getattr(mtia_async.sync, name))
+    out += [
+        "## `mtia_async.memory`",
+        "",
+        _summary(mtia_async.memory),
+        "",
+        ", ".join(f"`{name}`" for name in mtia_async.memory.__all__)
+        + ": the same objects as the facades' (above). Also torch's private spellings "
+        "`_record_memory_history`, `_snapshot`, `_dump_snapshot`.",
+        "",
+    ]
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -51,3 +51,17 @@ def test_api_page_is_generated_from_the_current_docstrings() -> None:
     spec.loader.exec_module(gen_api)
     with open(os.path.join(ROOT, "docs", "api.md")) as f:
         assert f.read() == gen_api.render(), "docs/api.md is stale: run python docs/gen_api.py"
+
+
+def test_api_page_lists_inherited_methods_and_no_type_variables() -> None:
+    with open(os.path.join(ROOT, "docs", "api.md")) as f:
+        page = f.read()
+    for facade in ("mtia_async", "mtia_async.sync"):
+        stream = page.split(f"### `{facade}.Stream(")[1].split("### ")[0]
+        for method in ("launch", "query", "wait_event", "wait_stream", "record_event", "__enter__"):
+            assert f"`{method}(self" in stream, (facade, method)
+        event = page.split(f"### `{facade}.Event(")[1].split("### ")[0]
+        for method in ("record", "query", "wait", "elapsed_time", "synchronize"):
+            assert f"`{method}(self" in event, (facade, method)
+    assert "-> 'S'" not in page and "'E'" not in page
+    assert "### `mtia_async.Stream(device: 'object' = None, priority: 'int' = 0)`" in page  # no return type

@@ -34,6 +34,7 @@ class Event(EventBase):
             await wait_mark_async(mark)
 
     def __await__(self) -> Generator[Any, None, None]:
+        """``await e`` is ``await e.synchronize()``."""
         return self.synchronize().__await__()
 
 
