@@ -78,3 +78,27 @@ def test_the_service_program_shows_its_options() -> None:
     assert result.returncode == 0, result.stderr
     for option in ("--mode", "--port", "--streams", "--max-seconds", "--stop-on-stdin-eof", "--blas-threads"):
         assert option in result.stdout
+
+
+def _guide_blocks() -> list[str]:
+    with open(os.path.join(ROOT, "docs", "migrating-from-torch.md")) as f:
+        blocks = re.findall(r"```python\n(.*?)```", f.read(), flags=re.S)
+    return [b for b in blocks if not b.startswith("# torch")]
+
+
+@pytest.mark.parametrize("index", range(len(_guide_blocks())))
+def test_the_migration_guides_mtia_async_code_runs(index: int, tmp_path: object) -> None:
+    script = os.path.join(str(tmp_path), "block.py")
+    with open(script, "w") as f:
+        f.write(_guide_blocks()[index])
+    result = _run(script, timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip()
+
+
+def test_the_migration_guide_has_both_sides() -> None:
+    with open(os.path.join(ROOT, "docs", "migrating-from-torch.md")) as f:
+        text = f.read()
+    assert len(_guide_blocks()) == 2 and text.count("```python\n# torch") == 1
+    for topic in ("## What maps", "## What does not map, and why", "`t.item()`", "`dim=`", "tensor methods"):
+        assert topic in text, topic
