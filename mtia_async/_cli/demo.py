@@ -53,10 +53,9 @@ def describe(out: Print = print) -> None:
         if callable(mem_get_info):
             free, total = mem_get_info(index)
             memory = f"memory {_gib(total)} ({_gib(free)} free)"
-        out(
-            f"  mtia:{index}  {props['name']}  {memory}  workers {props['workers']}  "
-            f"capability {major}.{minor}  bf16 {'yes' if mtia.is_bf16_supported() else 'no'}"
-        )
+        out(f"  mtia:{index}  {props['name']}  capability {major}.{minor}  "
+            f"bf16 {'yes' if mtia.is_bf16_supported() else 'no'}")
+        out(f"          {memory}  workers {props['workers']}")
     out(
         f"host: Python {platform.python_version()}, numpy {np.__version__} ({_blas()}), "
         f"{os.cpu_count()} cores, {platform.system()} {platform.machine()}"
@@ -131,16 +130,15 @@ async def _service(out: Print, n_requests: int = 24) -> None:
     await beat
     gaps = [(b - a) * 1e3 for a, b in itertools.pairwise(ticks)]
     out(f"  served {len(latencies)} requests in {elapsed * 1e3:.0f} ms on {len(pool)} streams: "
-        f"latency p50 {statistics.median(latencies):.2f} ms, max {max(latencies):.2f} ms "
-        f"(mean |tanh| {statistics.fmean(checks):.3f})")
+        f"latency p50 {statistics.median(latencies):.2f} ms, max {max(latencies):.2f} ms")
+    out(f"  results read on the host after each await: mean |tanh| {statistics.fmean(checks):.3f}")
     out(f"  heartbeat (5 ms) kept running: {len(gaps)} ticks, longest gap {max(gaps):.1f} ms")
 
 
 async def _demo(out: Print) -> None:
     out("demo 1: streams overlap numpy work; events time each stream (elapsed_time)")
     await _overlap(out)
-    out("demo 2: an async service awaits results (await event / await stream.synchronize()) "
-        "while a heartbeat task runs")
+    out("demo 2: an async service awaits results (await event, await s.synchronize()); a heartbeat runs")
     await _service(out)
     await mtia.synchronize()
 

@@ -1,93 +1,47 @@
-"""Results documents: the machine and library versions, and the JSON of a run."""
+"""Results documents: the JSON of a run (rows, method, machine), written and read back."""
 
 from __future__ import annotations
 
 import os
-import platform
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._harness import Context, Row
+from ._machine import loadavg, machine_info
+from ._stats import UNSTABLE_IQR
 
-__all__ = ["SCHEMA", "load_json", "machine_info", "results_document", "rows_from_document", "write_json"]
+__all__ = [
+    "SCHEMA",
+    "SCHEMAS",
+    "load_json",
+    "machine_info",
+    "results_document",
+    "rows_from_document",
+    "write_json",
+]
 
-SCHEMA = "mtia_async.bench/1"
-
-
-def _cpu_model() -> str | None:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
-
-
-def _version(module: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(module)
-    except metadata.PackageNotFoundError:
-        mod = sys.modules.get(module)
-        return getattr(mod, "__version__", None) if mod is not None else None
-
-
-def machine_info() -> dict[str, Any]:
-    """The machine, library versions, BLAS configuration and runtime configuration."""
-    import numpy
-
-    import mtia_async
-
-    try:
-        from threadpoolctl import threadpool_info
-
-        blas: list[dict[str, Any]] | str = [dict(info) for info in threadpool_info()]
-    except ImportError:
-        blas = "threadpoolctl not installed"
-    try:
-        affinity: int | None = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        affinity = None
-    props = mtia_async.get_device_properties(0)
-    return {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_model": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": affinity,
-        "python": sys.version.split()[0],
-        "python_implementation": platform.python_implementation(),
-        "numpy": numpy.__version__,
-        "blas": blas,
-        "mtia_async": mtia_async.__version__,
-        "config": {
-            "device_count": mtia_async.device_count(),
-            "device_memory": props["total_memory"],
-            "workers": props["workers"],
-        },
-        "libraries": {name: _version(name) for name in ("anyio", "rich", "threadpoolctl", "matplotlib", "torch")},
-        "env": {k: v for k, v in os.environ.items() if k.startswith(("MTIA_ASYNC_", "OPENBLAS_", "OMP_", "MKL_"))},
-        "switch_interval_s": sys.getswitchinterval(),
-        "loadavg_at_start": _loadavg(),
-    }
-
-
-def _loadavg() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):  # pragma: no cover - not POSIX
-        return None
+SCHEMA = "mtia_async.bench/2"
+#: Schemas ``load_json`` reads: 1 had no quartiles, batch sizes or busy-machine record.
+SCHEMAS = ("mtia_async.bench/1", SCHEMA)
 
 
 def results_document(
-    rows: Sequence[Row], *, suites: Sequence[str], ctx: Context, duration_s: float, machine: dict[str, Any]
+    rows: Sequence[Row],
+    *,
+    suites: Sequence[str],
+    ctx: Context,
+    duration_s: float,
+    machine: dict[str, Any],
+    busy: Mapping[str, float | None] | None = None,
 ) -> dict[str, Any]:
-    """The JSON document of a run (``--json``)."""
+    """The JSON document of a run (``--json``).
+
+    Args:
+        busy: cores' worth of CPU other processes used just before each suite
+            (``"start"`` for before the run), from ``_machine.others_cpu``.
+    """
     return {
         "schema": SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -97,13 +51,17 @@ def results_document(
             "quick": ctx.quick,
             "reps": ctx.reps,
             "warmup": ctx.warmup,
-            "statistic": "median of batch samples, with min and max",
+            "min_time_s": ctx.target_time,
+            "statistic": "median of batch samples, with quartiles (IQR), min and max",
+            "unstable": f"IQR > {UNSTABLE_IQR:.0%} of the median",
             "ratio": "median of per-repetition paired ratios value/baseline, interleaved ABBA",
+            "batches": "calibrated per variant to last min_time_s where the batch size is free",
             "gc": "collected then disabled around every batch",
             "clock": "time.perf_counter_ns",
         },
         "duration_s": round(duration_s, 3),
-        "loadavg_at_end": _loadavg(),
+        "loadavg_at_end": loadavg(),
+        "busy": dict(busy or {}),
         "machine": machine,
         "rows": [row.to_dict() for row in rows],
     }
@@ -124,17 +82,42 @@ def load_json(path: str) -> dict[str, Any]:
     """Read a results document written by ``--json``.
 
     Raises:
-        ValueError: the file is not a mtia_async bench document.
+        ValueError: the file is missing, is not JSON, or is not a mtia_async bench
+            document (the message says which, and names the file).
     """
     import json
 
-    with open(path, encoding="utf-8") as f:
-        document = json.load(f)
-    if not isinstance(document, dict) or document.get("schema") != SCHEMA or not isinstance(document.get("rows"), list):
-        raise ValueError(f"{path!r} is not a mtia_async bench result (expected schema {SCHEMA!r})")
+    try:
+        with open(path, encoding="utf-8") as f:
+            document = json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"{path!r} does not exist") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path!r} is a directory, not a results file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path!r} is not a text file") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path!r} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {path!r}: {exc.strerror or exc}") from None
+    if not isinstance(document, dict) or document.get("schema") not in SCHEMAS or not isinstance(
+            document.get("rows"), list):
+        raise ValueError(f"{path!r} is not a mtia_async bench result (expected schema {SCHEMA!r}, "
+                         "as written by `python -m mtia_async bench --json PATH`)")
+    try:
+        rows_from_document(document)
+    except ValueError as exc:
+        raise ValueError(f"{path!r} holds a {exc}") from None
     return document
 
 
 def rows_from_document(document: Mapping[str, Any]) -> list[Row]:
-    """The rows of a results document."""
-    return [Row.from_dict(d) for d in document["rows"]]
+    """The rows of a results document.
+
+    Raises:
+        ValueError: a row is malformed.
+    """
+    rows = document["rows"]
+    if not all(isinstance(d, Mapping) for d in rows):
+        raise ValueError("bad row: every row must be a JSON object")
+    return [Row.from_dict(d) for d in rows]

@@ -13,15 +13,17 @@ __all__ = ["run_kernels", "run_overlap"]
 
 _ns = time.perf_counter_ns
 Kernel = Callable[[], object]
+#: A kernel as launched: the function, its positional and its keyword arguments.
+Launch = tuple[Callable[..., object], tuple[Any, ...], dict[str, Any]]
 
 
-def _stream_rate(streams: Sequence[Any], kernels: Sequence[Kernel], k: int) -> float:
+def _stream_rate(streams: Sequence[Any], launches: Sequence[Launch], k: int) -> float:
     """Thousand kernels/s: ``k`` kernels launched on each stream, then all synchronized."""
     t0 = _ns()
-    for s, kernel in zip(streams, kernels):
+    for s, (fn, args, kwargs) in zip(streams, launches):
         launch = s.launch
         for _ in range(k):
-            launch(kernel)
+            launch(fn, *args, **kwargs)
     for s in streams:
         s.synchronize()
     return len(streams) * k / (_ns() - t0) * 1e6
@@ -47,7 +49,12 @@ def _thread_rate(kernels: Sequence[Kernel], k: int) -> float:
 
 
 def run_overlap(ctx: Context) -> list[Row]:
-    """1, 2 and 4 streams of compute- and memory-bound kernels vs as many bare threads."""
+    """1, 2 and 4 streams of compute- and memory-bound kernels vs as many bare threads.
+
+    Compute: ``s.launch(np.exp, X, out=Y)`` on 64K float32 DeviceArrays (goal 6), against
+    bare threads calling ``np.exp(x, out=y)`` on numpy arrays. Memory: ``np.copyto`` of
+    8 MiB numpy arrays, launched the same way.
+    """
     import numpy as np
 
     import mtia_async.sync as mtia
@@ -57,46 +64,55 @@ def run_overlap(ctx: Context) -> list[Row]:
     rng = np.random.default_rng(0)
     exp, copyto = np.exp, np.copyto
 
-    def compute_kernel(i: int) -> Kernel:
+    def compute(i: int) -> tuple[Launch, Kernel]:
         x = rng.random(64 * 1024, dtype=np.float32)
         y = np.empty_like(x)
-        return lambda: exp(x, out=y)
+        dx, dy = mtia.asarray(x), mtia.empty(x.shape, dtype=np.float32)
+        return (exp, (dx,), {"out": dy}), lambda: exp(x, out=y)
 
-    def memory_kernel(i: int) -> Kernel:
+    def memory(i: int) -> tuple[Launch, Kernel]:
         src = rng.random(2 * 1024 * 1024, dtype=np.float32)  # 8 MiB
         dst = np.empty_like(src)
-        return lambda: copyto(dst, src)
+        return (copyto, (dst, src), {}), lambda: copyto(dst, src)
 
-    kinds: dict[str, tuple[Callable[[int], Kernel], int, str]] = {
-        "compute": (compute_kernel, ctx.n(600, 100), "np.exp, 64K float32, out="),
-        "memory": (memory_kernel, ctx.n(40, 8), "np.copyto, 8 MiB"),
+    kinds: dict[str, tuple[Callable[[int], tuple[Launch, Kernel]], int, str]] = {
+        "compute": (compute, ctx.n(600, 100), "exp"),
+        "memory": (memory, ctx.n(40, 8), "copy"),
     }
+    notes = {"compute": "s.launch(np.exp, X, out=Y), 64K float32 DeviceArrays; threads: np.exp on numpy arrays",
+             "memory": "s.launch(np.copyto, dst, src), 8 MiB numpy arrays; threads: the same call"}
     rows: list[Row] = []
-    for kind, (make, k, what) in kinds.items():
-        kernels = [make(i) for i in range(max(counts))]
+    for kind, (make, k, short) in kinds.items():
+        made = [make(i) for i in range(max(counts))]
+        launches, kernels = [m[0] for m in made], [m[1] for m in made]
         for kernel in kernels:
             kernel()  # touch the output pages
+        for s, (fn, args, kwargs) in zip(streams, launches):
+            s.launch(fn, *args, **kwargs)
+            s.synchronize()
         t0 = _ns()
         kernels[0]()
         one_us = (_ns() - t0) / 1e3
         variants: dict[str, Callable[[], float]] = {}
         for n in counts:
-            ks, ss = kernels[:n], streams[:n]
-            variants[f"streams{n}"] = lambda ss=ss, ks=ks, k=k: _stream_rate(ss, ks, k)  # type: ignore[misc]
+            ls, ks, ss = launches[:n], kernels[:n], streams[:n]
+            variants[f"streams{n}"] = lambda ss=ss, ls=ls, k=k: _stream_rate(ss, ls, k)  # type: ignore[misc]
             variants[f"threads{n}"] = lambda ks=ks, k=k: _thread_rate(ks, k)  # type: ignore[misc]
         samples = ctx.measure(f"overlap {kind}", variants)
-        note = f"{what} (~{one_us:.0f} us each), {k} per stream per batch; k/s = thousand kernels per second"
+        note = f"{notes[kind]} (~{one_us:.0f} us each), {k} per stream per batch; k/s = thousand kernels/s"
         suite = "overlap"
-        rows.append(Row(f"overlap.{kind}.1", suite, f"{kind}: 1 stream vs 1 bare thread", "k/s", "higher",
-                        samples=samples["streams1"], baseline=Baseline("1 thread", samples["threads1"]), note=note))
+        rows.append(Row(f"overlap.{kind}.1", suite, f"{short}: 1 stream vs 1 thread", "k/s", "higher",
+                        samples=samples["streams1"], baseline=Baseline("thread", samples["threads1"]), note=note))
         for n in counts[1:]:
             rows += [
-                Row(f"overlap.{kind}.{n}.speedup", suite, f"{kind}: {n} streams, speed-up vs 1 stream", "k/s",
-                    "higher", samples=samples[f"streams{n}"], baseline=Baseline("1 stream", samples["streams1"])),
-                Row(f"overlap.{kind}.{n}.threads", suite, f"{kind}: {n} streams vs {n} bare threads", "k/s",
-                    "higher", samples=samples[f"streams{n}"], baseline=Baseline(f"{n} threads", samples[f"threads{n}"])),
-                Row(f"overlap.{kind}.{n}.bare", suite, f"{kind}: {n} bare threads, speed-up vs 1 thread", "k/s",
-                    "higher", samples=samples[f"threads{n}"], baseline=Baseline("1 thread", samples["threads1"]),
+                Row(f"overlap.{kind}.{n}.speedup", suite, f"{short}: {n} streams vs 1 stream", "k/s",
+                    "higher", samples=samples[f"streams{n}"], baseline=Baseline("stream", samples["streams1"]),
+                    note=note),
+                Row(f"overlap.{kind}.{n}.threads", suite, f"{short}: {n} streams vs {n} threads", "k/s",
+                    "higher", samples=samples[f"streams{n}"], baseline=Baseline(f"{n} thr", samples[f"threads{n}"]),
+                    note=note),
+                Row(f"overlap.{kind}.{n}.bare", suite, f"{short}: {n} threads vs 1 thread", "k/s",
+                    "higher", samples=samples[f"threads{n}"], baseline=Baseline("thread", samples["threads1"]),
                     note="the machine's own scaling, for reference"),
             ]
     return rows
@@ -110,13 +126,9 @@ def run_kernels(ctx: Context) -> list[Row]:
 
     s = mtia.Stream()
     add = np.add
-    sizes = {
-        "small": (1024, ctx.n(20_000, 4_000), "1K"),
-        "medium": (1 << 20, ctx.n(100, 20), "1M"),
-        "large": (16 << 20, ctx.n(3, 1), "16M"),
-    }
+    sizes = {"small": (1024, "1K"), "medium": (1 << 20, "1M"), "large": (16 << 20, "16M")}
     rows: list[Row] = []
-    for label, (size, k, text) in sizes.items():
+    for label, (size, text) in sizes.items():
         a = np.ones(size, dtype=np.float32)
         b = np.full(size, 2.0, dtype=np.float32)
         c = np.empty_like(a)
@@ -126,23 +138,26 @@ def run_kernels(ctx: Context) -> list[Row]:
 
         kernel()  # touch the output pages
 
-        def through_stream(kernel: Kernel = kernel, k: int = k) -> float:
+        def through_stream(k: int, kernel: Kernel = kernel) -> float:
             launch = s.launch
             t0 = _ns()
             for _ in range(k):
                 launch(kernel)
             s.synchronize()
-            return (_ns() - t0) / k / 1e3
+            return _ns() - t0
 
-        def direct(kernel: Kernel = kernel, k: int = k) -> float:
+        def direct(k: int, kernel: Kernel = kernel) -> float:
             t0 = _ns()
             for _ in range(k):
                 kernel()
-            return (_ns() - t0) / k / 1e3
+            return _ns() - t0
 
-        samples = ctx.measure(f"kernels {label}", {"stream": through_stream, "numpy": direct})
-        rows.append(Row(f"kernels.{label}", "kernels", f"np.add {text} float32 out=, via a stream", "us",
+        group = f"kernels {label}"
+        samples = ctx.per_op(group, {"stream": through_stream, "numpy": direct}, max_n=1_000_000)
+        rows.append(Row(f"kernels.{label}", "kernels", f"np.add {text} via stream vs numpy", "us",
                         samples=samples["stream"], baseline=Baseline("numpy", samples["numpy"]),
-                        note=f"{k} kernels per batch, launched then synchronized; baseline calls numpy directly"))
+                        batch=ctx.batch(group, "stream"),
+                        note="np.add(a, b, out=c) on float32: N kernels launched then synchronized, per kernel; "
+                             "baseline calls numpy directly"))
         del a, b, c
     return rows

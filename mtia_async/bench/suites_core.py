@@ -46,13 +46,11 @@ def run_launch(ctx: Context) -> list[Row]:
     """Launch cost on the caller (held and live), end-to-end launch+drain, throughput."""
     import mtia_async.sync as mtia
 
-    n = ctx.n(200_000, 40_000)
     s = mtia.Stream()
     s2 = mtia.Stream()
-    drain: list[float] = []
     live_caller: list[float] = []
 
-    def caller_held() -> float:
+    def caller_held(n: int) -> float:
         launch = s.launch
         with held(s) as release:
             t0 = _ns()
@@ -60,12 +58,20 @@ def run_launch(ctx: Context) -> list[Row]:
                 launch(noop)
             t1 = _ns()
             release()
-            s.synchronize()  # the stream was held: this times the worker's drain alone
-            t2 = _ns()
-        drain.append(n / (t2 - t1) * 1e3)  # M/s
-        return (t1 - t0) / n / 1e3  # us
+            s.synchronize()
+        return t1 - t0
 
-    def end_to_end() -> float:
+    def drain(n: int) -> float:
+        launch = s.launch
+        with held(s) as release:
+            for _ in range(n):
+                launch(noop)
+            t0 = _ns()
+            release()
+            s.synchronize()  # the stream was held: this times the worker's drain alone
+            return _ns() - t0
+
+    def end_to_end(n: int) -> float:
         launch = s.launch
         t0 = _ns()
         for _ in range(n):
@@ -74,41 +80,49 @@ def run_launch(ctx: Context) -> list[Row]:
         s.synchronize()
         t2 = _ns()
         live_caller.append((t1 - t0) / n / 1e3)
-        return (t2 - t0) / n / 1e3  # us per kernel, caller and worker overlapped
+        return t2 - t0  # caller and worker overlapped
 
-    def two_streams() -> float:
+    def two_streams(n: int) -> float:
         launch1, launch2 = s.launch, s2.launch
-        half = n // 2
+        half = max(1, n // 2)
         t0 = _ns()
         for _ in range(half):
             launch1(noop)
             launch2(noop)
         s.synchronize()
         s2.synchronize()
-        return half / (_ns() - t0) * 1e3  # M/s per stream
+        return (_ns() - t0) * n / (2 * half)
 
-    samples = ctx.measure("launch", {"held": caller_held, "e2e": end_to_end, "two": two_streams})
+    samples = ctx.per_op("launch", {"held": caller_held, "drain": drain, "e2e": end_to_end, "two": two_streams},
+                         max_n=2_000_000)
     e2e = samples["e2e"]
-    drain, live_caller = drain[-ctx.reps:], live_caller[-ctx.reps:]  # drop the warm-up batches
+    live = live_caller[-ctx.reps:]  # the timed repetitions: calibration and warm-up came first
     suite = "launch"
+
+    def batch(name: str) -> int | None:
+        return ctx.batch("launch", name)
+
     return [
-        Row("launch.caller", suite, "no-op launch, caller side (stream held)", "us", samples=samples["held"],
-            note=f"{n:,} launches per batch; the stream waits on an unfinished event so the worker is parked"),
-        Row("launch.caller_live", suite, "no-op launch, caller side (worker draining)", "us", samples=live_caller,
+        Row("launch.caller", suite, "no-op launch, stream held", "us", samples=samples["held"], batch=batch("held"),
+            note="caller side; the stream waits on an unfinished event so its worker is parked"),
+        Row("launch.caller_live", suite, "no-op launch, worker draining", "us", samples=live, batch=batch("e2e"),
             note="the same loop while the worker drains concurrently (GIL contention)"),
-        Row("launch.end_to_end", suite, "launch N no-ops then synchronize, per kernel", "us", samples=e2e),
-        Row("launch.throughput", suite, "no-op kernels/s, one stream (launch N, synchronize)", "M/s", "higher",
-            samples=[1.0 / x for x in e2e]),
-        Row("launch.drain", suite, "worker drain rate of a pre-filled FIFO", "M/s", "higher", samples=drain,
+        Row("launch.end_to_end", suite, "launch N + synchronize", "us", samples=e2e, batch=batch("e2e"),
+            note="per kernel: N no-op launches on an idle stream, then synchronize()"),
+        Row("launch.throughput", suite, "no-op kernels/s, one stream", "M/s", "higher",
+            samples=[1.0 / x for x in e2e], batch=batch("e2e")),
+        Row("launch.drain", suite, "worker drain, pre-filled FIFO", "M/s", "higher",
+            samples=[1.0 / x for x in samples["drain"]], batch=batch("drain"),
             note="time from releasing a held stream of N no-ops to its synchronize() returning"),
-        Row("launch.two_streams", suite, "no-op kernels/s per stream, two streams", "M/s", "higher",
-            samples=samples["two"], note="one caller alternating launches on two streams"),
+        Row("launch.two_streams", suite, "kernels/s per stream, two", "M/s", "higher",
+            samples=[0.5 / x for x in samples["two"]], batch=batch("two"),
+            note="one caller alternating launches on two streams"),
     ]
 
 
 # --- sync ------------------------------------------------------------------------------
 def _ping_pong(rounds: int) -> float:
-    """Microseconds per round trip of two threads handing two locks to each other."""
+    """Nanoseconds for ``rounds`` round trips of two threads handing two locks to each other."""
     ping, pong = threading.Lock(), threading.Lock()
     ping.acquire()
     pong.acquire()
@@ -131,54 +145,51 @@ def _ping_pong(rounds: int) -> float:
         pong.acquire()
     elapsed = _ns() - t0
     thread.join()
-    return elapsed / rounds / 1e3
+    return elapsed
 
 
 def run_sync(ctx: Context) -> list[Row]:
     """Drained and pending ``synchronize()``, event query/record, timestamp resolution."""
     import mtia_async.sync as mtia
 
-    n_fast = ctx.n(200_000, 40_000)
-    n_pending = ctx.n(4_000, 1_000)
     n_pairs = ctx.n(2_000, 500)
     s = mtia.Stream()
     done_event = s.record_event()
     s.synchronize()
     timing = [mtia.Event(enable_timing=True) for _ in range(2 * n_pairs)]
 
-    def drained() -> float:
+    def drained(n: int) -> float:
         sync = s.synchronize
         t0 = _ns()
-        for _ in range(n_fast):
+        for _ in range(n):
             sync()
-        return (_ns() - t0) / n_fast / 1e3
+        return _ns() - t0
 
-    def pending() -> float:
+    def pending(n: int) -> float:
         launch, sync = s.launch, s.synchronize
         t0 = _ns()
-        for _ in range(n_pending):
+        for _ in range(n):
             launch(noop)
             sync()
-        return (_ns() - t0) / n_pending / 1e3
+        return _ns() - t0
 
-    def query() -> float:
+    def query(n: int) -> float:
         q = done_event.query
         t0 = _ns()
-        for _ in range(n_fast):
+        for _ in range(n):
             q()
-        return (_ns() - t0) / n_fast / 1e3
+        return _ns() - t0
 
-    def record() -> float:
+    def record(n: int) -> float:
         event = mtia.Event()
         rec = event.record
-        n = n_fast // 4
         with held(s):
             t0 = _ns()
             for _ in range(n):
                 rec(s)
             t1 = _ns()
         s.synchronize()
-        return (t1 - t0) / n / 1e3
+        return t1 - t0
 
     def resolution() -> float:
         with held(s):  # every mark is queued before the worker stamps them back to back
@@ -190,21 +201,27 @@ def run_sync(ctx: Context) -> list[Row]:
         nonzero = [g for g in gaps if g > 0]
         return min(nonzero) * 1e3 if nonzero else float("nan")  # us
 
-    samples = ctx.measure("sync", {
-        "drained": drained, "pending": pending, "pingpong": lambda: _ping_pong(n_pending),
-        "query": query, "record": record, "resolution": resolution,
-    })
+    samples = ctx.per_op("sync", {"drained": drained, "pending": pending, "pingpong": _ping_pong,
+                                  "query": query, "record": record}, max_n=2_000_000)
+    resolution_samples = ctx.measure("sync timestamps", {"resolution": resolution})["resolution"]
     suite = "sync"
+
+    def batch(name: str) -> int | None:
+        return ctx.batch("sync", name)
+
     return [
-        Row("sync.drained", suite, "sync.Stream.synchronize(), drained stream", "us", samples=samples["drained"]),
-        Row("sync.pending", suite, "launch one no-op + synchronize()", "us", samples=samples["pending"],
-            baseline=Baseline("ping-pong", samples["pingpong"]),
-            note="ping-pong: two threads handing two threading.Locks back and forth, per round trip"),
-        Row("sync.event_query", suite, "Event.query(), completed event", "us", samples=samples["query"]),
-        Row("sync.event_record", suite, "Event.record(s), caller side (stream held)", "us",
-            samples=samples["record"]),
-        Row("sync.timestamp_resolution", suite, "smallest nonzero elapsed_time, back-to-back records", "us",
-            samples=samples["resolution"], note=f"min over {n_pairs:,} pairs per batch"),
+        Row("sync.drained", suite, "synchronize(), drained stream", "us", samples=samples["drained"],
+            batch=batch("drained")),
+        Row("sync.pending", suite, "launch+sync vs ping-pong", "us", samples=samples["pending"],
+            baseline=Baseline("ping-pong", samples["pingpong"]), batch=batch("pending"),
+            note="per iteration launch(noop) then synchronize(); ping-pong: two threads handing two "
+                 "threading.Locks back and forth, per round trip"),
+        Row("sync.event_query", suite, "Event.query(), completed", "us", samples=samples["query"],
+            batch=batch("query")),
+        Row("sync.event_record", suite, "Event.record(s), stream held", "us", samples=samples["record"],
+            batch=batch("record")),
+        Row("sync.timestamp_resolution", suite, "elapsed_time resolution", "us", samples=resolution_samples,
+            note=f"smallest nonzero elapsed_time of {n_pairs:,} back-to-back record pairs per batch"),
     ]
 
 
@@ -219,49 +236,49 @@ async def _await_main(ctx: Context) -> list[Row]:
 
     import mtia_async as mtia
 
-    n = ctx.n(2_000, 400)
     s = mtia.Stream()
     loop = asyncio.get_running_loop()
 
-    async def launch_await() -> float:
+    async def launch_await(n: int) -> float:
         launch, sync = s.launch, s.synchronize
         t0 = _ns()
         for _ in range(n):
             launch(noop)
             await sync()
-        return (_ns() - t0) / n / 1e3
+        return _ns() - t0
 
-    async def to_thread() -> float:
+    async def to_thread(n: int) -> float:
         t0 = _ns()
         for _ in range(n):
             await asyncio.to_thread(noop)
-        return (_ns() - t0) / n / 1e3
+        return _ns() - t0
 
-    async def executor() -> float:
+    async def executor(n: int) -> float:
         run = loop.run_in_executor
         t0 = _ns()
         for _ in range(n):
             await run(None, noop)
-        return (_ns() - t0) / n / 1e3
+        return _ns() - t0
 
-    async def anyio_thread() -> float:
+    async def anyio_thread(n: int) -> float:
         run = anyio.to_thread.run_sync
         t0 = _ns()
         for _ in range(n):
             await run(noop)
-        return (_ns() - t0) / n / 1e3
+        return _ns() - t0
 
-    samples = await ctx.measure_async("await", {
+    samples = await ctx.per_op_async("await", {
         "mtia": launch_await, "to_thread": to_thread, "executor": executor, "anyio": anyio_thread,
-    })
+    }, max_n=100_000)
     mine = samples["mtia"]
-    name = "launch + await s.synchronize()"
     suite = "await"
+    batch = ctx.batch("await", "mtia")
+    note = "in one asyncio loop, one kernel at a time: s.launch(noop); await s.synchronize()"
     return [
-        Row("await.to_thread", suite, f"{name} vs asyncio.to_thread", "us", samples=mine,
-            baseline=Baseline("to_thread", samples["to_thread"])),
-        Row("await.executor", suite, f"{name} vs run_in_executor", "us", samples=mine,
-            baseline=Baseline("run_in_executor", samples["executor"])),
-        Row("await.anyio", suite, f"{name} vs anyio.to_thread", "us", samples=mine,
-            baseline=Baseline("anyio", samples["anyio"])),
+        Row("await.to_thread", suite, "launch+await vs to_thread", "us", samples=mine, batch=batch,
+            baseline=Baseline("to_thread", samples["to_thread"]), note=note),
+        Row("await.executor", suite, "launch+await vs executor", "us", samples=mine, batch=batch,
+            baseline=Baseline("executor", samples["executor"]), note=note + "; loop.run_in_executor(None, noop)"),
+        Row("await.anyio", suite, "launch+await vs anyio", "us", samples=mine, batch=batch,
+            baseline=Baseline("anyio", samples["anyio"]), note=note + "; anyio.to_thread.run_sync(noop)"),
     ]

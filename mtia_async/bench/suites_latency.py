@@ -46,6 +46,13 @@ async def heartbeat_gap(work: Callable[[], Awaitable[object]], period_s: float =
     return await beat
 
 
+def _pow10(n: int) -> str:
+    """``1_000_000`` -> ``"10^6"``, ``200_000`` -> ``"2x10^5"``."""
+    digits = str(n).rstrip("0")
+    power = len(str(n)) - len(digits)
+    return f"10^{power}" if digits == "1" else f"{digits}x10^{power}"
+
+
 def run_responsiveness(ctx: Context) -> list[Row]:
     """The heartbeat's longest gap under a no-op drain and under 8 sleeping streams."""
     return asyncio.run(_main(ctx))
@@ -83,14 +90,15 @@ async def _main(ctx: Context) -> list[Row]:
         "sleep": lambda: heartbeat_gap(sleep_kernels),
         "idle": lambda: heartbeat_gap(idle),
     })
-    idle_base = Baseline("idle loop", samples["idle"])
+    idle_base = Baseline("idle", samples["idle"])
     suite = "responsiveness"
     return [
-        Row("responsiveness.drain", suite, f"heartbeat gap, 1 stream drains {total:,} no-ops", "ms",
+        Row("responsiveness.drain", suite, f"gap, draining {_pow10(total)} no-ops", "ms",
             samples=samples["drain"], baseline=idle_base,
-            note=f"launched from the loop in chunks of {CHUNK:,}, sleep(0) between, then awaited"),
-        Row("responsiveness.sleep", suite, "heartbeat gap, 8 streams run 200 ms sleep kernels", "ms",
-            samples=samples["sleep"], baseline=idle_base),
-        Row("responsiveness.drain_rate", suite, "no-op rate during the drain (heartbeat running)", "M/s",
+            note=f"1 ms heartbeat's longest gap; no-ops launched from the loop in chunks of {CHUNK:,}, "
+                 "sleep(0) between, then awaited; baseline: the heartbeat on an idle loop"),
+        Row("responsiveness.sleep", suite, "gap, 8 streams sleeping", "ms",
+            samples=samples["sleep"], baseline=idle_base, note="8 streams each run one 200 ms time.sleep kernel"),
+        Row("responsiveness.drain_rate", suite, "no-op rate during the drain", "M/s",
             "higher", samples=rates[-ctx.reps:]),
     ]

@@ -16,10 +16,15 @@ _ns = time.perf_counter_ns
 
 def torch_or_reason() -> tuple[Any, str]:
     """Return ``(torch, "")`` when PyTorch is importable, else ``(None, reason)``."""
-    if importlib.util.find_spec("torch") is None:
-        return None, "torch is not installed (pip install torch to compare with PyTorch CPU eager)"
+    missing = "torch is not installed (pip install torch to compare with PyTorch CPU eager)"
     try:
+        if importlib.util.find_spec("torch") is None:
+            return None, missing
         import torch  # type: ignore[import-not-found, unused-ignore]
+    except ModuleNotFoundError as exc:
+        if exc.name == "torch":
+            return None, missing
+        return None, f"torch failed to import: {type(exc).__name__}: {exc}"
     except Exception as exc:  # noqa: BLE001 - a broken install; reported as the skip reason
         return None, f"torch failed to import: {type(exc).__name__}: {exc}"
     torch.set_num_threads(1)  # eager CPU ops on tiny tensors: threading only adds noise
@@ -37,77 +42,67 @@ def run_memory(ctx: Context) -> list[Row]:
     """Cached allocate + free of a 256-float32 DeviceArray vs ``numpy.empty`` (and torch)."""
     import numpy as np
 
-    suite = "memory"
-    name = "mtia_async.empty(256, float32) + del"
     from mtia_async.sync import empty
 
+    suite = "memory"
     torch, torch_reason = torch_or_reason()
-    n = ctx.n(100_000, 20_000)
     f32 = np.float32
 
-    def device() -> float:
+    def device(n: int) -> float:
         t0 = _ns()
         for _ in range(n):
             x = empty(256, dtype=f32)
             del x
-        return (_ns() - t0) / n / 1e3
+        return _ns() - t0
 
-    def host() -> float:
+    def host(n: int) -> float:
         np_empty = np.empty
         t0 = _ns()
         for _ in range(n):
             x = np_empty(256, dtype=f32)
             del x
-        return (_ns() - t0) / n / 1e3
+        return _ns() - t0
 
     variants = {"device": device, "numpy": host}
     if torch is not None:
-        def torch_empty() -> float:
+        def torch_empty(n: int) -> float:
             t_empty = torch.empty
             t0 = _ns()
             for _ in range(n):
                 x = t_empty(256)
                 del x
-            return (_ns() - t0) / n / 1e3
+            return _ns() - t0
 
         variants["torch"] = torch_empty
-    samples = ctx.measure("memory", variants)
-    note = f"{n:,} pairs per batch, cached (the first allocation of the batch reuses a freed block)"
-    rows = [Row("memory.alloc_free", suite, name, "us", samples=samples["device"],
-                baseline=Baseline("numpy.empty", samples["numpy"]), note=note)]
+    samples = ctx.per_op("memory", variants)
+    note = "x = mtia_async.empty(256, dtype=float32); del x: a cached allocate + free pair"
+    batch = ctx.batch("memory", "device")
+    rows = [Row("memory.alloc_free", suite, "empty(256) + del vs numpy", "us", samples=samples["device"],
+                baseline=Baseline("numpy", samples["numpy"]), note=note, batch=batch)]
+    torch_row = Row("memory.alloc_free.torch", suite, "empty(256) + del vs torch", "us", samples=samples["device"],
+                    note=note, batch=batch)
     if torch is None:
-        rows.append(Row("memory.alloc_free.torch", suite, f"{name} vs torch.empty", "us", skipped=torch_reason))
+        torch_row.baseline_skipped = torch_reason
     else:
-        rows.append(Row("memory.alloc_free.torch", suite, f"{name} vs torch.empty", "us", samples=samples["device"],
-                        baseline=Baseline("torch.empty", samples["torch"]), note=note))
-    return rows
+        torch_row.baseline = Baseline("torch", samples["torch"])
+    return rows + [torch_row]
 
 
 # --- dispatch --------------------------------------------------------------------------
-def _dispatch_cases(ctx: Context) -> list[tuple[str, str, tuple[int, ...], int]]:
-    """(op, size label, shape, ops per batch); 5,000 ops per batch unless that is too long."""
-    small, big, matmul_big = ctx.n(5_000, 1_000), ctx.n(100, 20), ctx.n(200, 40)
-    return [
-        ("add", "16", (16,), small), ("add", "4K", (4096,), small), ("add", "1M", (1 << 20,), big),
-        ("matmul", "4x4", (4, 4), small), ("matmul", "64x64", (64, 64), small),
-        ("matmul", "256x256", (256, 256), matmul_big),
-        ("reduce", "16", (16,), small), ("reduce", "4K", (4096,), small), ("reduce", "1M", (1 << 20,), big),
-    ]
-
-
-_OP_TEXT = {"add": "c = a + b", "matmul": "c = a @ b", "reduce": "np.add.reduce(a)"}
+_CASES = [("add", "16", (16,)), ("add", "4K", (4096,)), ("add", "1M", (1 << 20,)),
+          ("matmul", "4x4", (4, 4)), ("matmul", "64x64", (64, 64)), ("matmul", "256x256", (256, 256)),
+          ("reduce", "16", (16,)), ("reduce", "4K", (4096,)), ("reduce", "1M", (1 << 20,))]
+_OP_TEXT = {"add": "a + b", "matmul": "a @ b", "reduce": "add.reduce"}
 
 
 def run_dispatch(ctx: Context) -> list[Row]:
-    """``a + b``, ``a @ b`` and ``np.add.reduce(a)`` on DeviceArrays vs numpy (and torch)."""
+    """``a + b``, ``a @ b`` and ``np.add.reduce(a)`` on DeviceArrays by size vs numpy (and torch)."""
     import numpy as np
 
-    suite = "dispatch"
-    cases = _dispatch_cases(ctx)
     from mtia_async.sync import asarray
 
+    suite = "dispatch"
     torch, torch_reason = torch_or_reason()
-
     ops: dict[str, Callable[[Any, Any], Any]] = {
         "add": lambda a, b: a + b,
         "matmul": lambda a, b: a @ b,
@@ -120,49 +115,53 @@ def run_dispatch(ctx: Context) -> list[Row]:
     }
     rng = np.random.default_rng(0)
     rows: list[Row] = []
-    for op, size, shape, n in cases:
+    for op, size, shape in _CASES:
         ha = rng.random(shape, dtype=np.float32)
         hb = rng.random(shape, dtype=np.float32)
         da, db = asarray(ha), asarray(hb)
         _sync_current()
         fn, tfn = ops[op], torch_ops[op]
 
-        def device(fn: Callable[[Any, Any], Any] = fn, n: int = n, a: Any = da, b: Any = db) -> float:
+        def device(n: int, fn: Callable[[Any, Any], Any] = fn, a: Any = da, b: Any = db) -> float:
             t0 = _ns()
             for _ in range(n):
                 c = fn(a, b)
             _sync_current()
             elapsed = _ns() - t0
             del c
-            return elapsed / n / 1e3
+            return elapsed
 
-        def host(fn: Callable[[Any, Any], Any] = fn, n: int = n, a: Any = ha, b: Any = hb) -> float:
+        def host(n: int, fn: Callable[[Any, Any], Any] = fn, a: Any = ha, b: Any = hb) -> float:
             t0 = _ns()
             for _ in range(n):
                 fn(a, b)
-            return (_ns() - t0) / n / 1e3
+            return _ns() - t0
 
         variants = {"device": device, "numpy": host}
         if torch is not None:
             ta, tb = torch.from_numpy(ha.copy()), torch.from_numpy(hb.copy())
 
-            def eager(fn: Callable[[Any, Any], Any] = tfn, n: int = n, a: Any = ta, b: Any = tb) -> float:
+            def eager(n: int, fn: Callable[[Any, Any], Any] = tfn, a: Any = ta, b: Any = tb) -> float:
                 t0 = _ns()
                 for _ in range(n):
                     fn(a, b)
-                return (_ns() - t0) / n / 1e3
+                return _ns() - t0
 
             variants["torch"] = eager
-        samples = ctx.measure(f"dispatch {op} {size}", variants)
-        name = f"{_OP_TEXT[op]}, {size} float32"
-        note = f"{n:,} ops launched then one synchronize(), per op"
+        group = f"dispatch {op} {size}"
+        samples = ctx.per_op(group, variants, max_n=1_000_000)
+        name = f"{_OP_TEXT[op]} {size}"
+        note = "ops launched then one synchronize(), per op (launch + its share of the sync)"
+        batch = ctx.batch(group, "device")
         rows.append(Row(f"dispatch.{op}.{size}", suite, f"{name} vs numpy", "us", samples=samples["device"],
-                        baseline=Baseline("numpy", samples["numpy"]), note=note))
-        if torch is not None:
-            rows.append(Row(f"dispatch.{op}.{size}.torch", suite, f"{name} vs torch", "us",
-                            samples=samples["device"], baseline=Baseline("torch", samples["torch"]), note=note))
-        elif (op, size) == ("add", "16"):
-            rows.append(Row("dispatch.add.16.torch", suite, f"{name} vs torch", "us", skipped=torch_reason))
+                        baseline=Baseline("numpy", samples["numpy"]), note=note, batch=batch))
+        torch_row = Row(f"dispatch.{op}.{size}.torch", suite, f"{name} vs torch", "us", samples=samples["device"],
+                        note=note, batch=batch)
+        if torch is None:
+            torch_row.baseline_skipped = torch_reason
+        else:
+            torch_row.baseline = Baseline("torch", samples["torch"])
+        rows.append(torch_row)
         del da, db
     return rows
 
@@ -172,32 +171,29 @@ def run_rng(ctx: Context) -> list[Row]:
     """Device ``randn`` of 1M float32 vs numpy's Philox ``standard_normal`` on the host."""
     import numpy as np
 
-    suite = "rng"
-    name = "randn(1M) float32 on the device"
     from mtia_async.sync import randn
 
     size = 1_000_000
-    k = ctx.n(10, 3)
     gen = np.random.Generator(np.random.Philox(1234))
 
-    def device() -> float:
+    def device(k: int) -> float:
         t0 = _ns()
         for _ in range(k):
             x = randn(size)
         _sync_current()
         elapsed = _ns() - t0
         del x
-        return elapsed / k / 1e3
+        return elapsed
 
-    def host() -> float:
+    def host(k: int) -> float:
         normal = gen.standard_normal
         t0 = _ns()
         for _ in range(k):
             normal(size, dtype=np.float32)
-        return (_ns() - t0) / k / 1e3
+        return _ns() - t0
 
-    samples = ctx.measure("rng", {"device": device, "numpy": host})
-    return [Row("rng.randn", suite, f"{name} vs numpy Philox", "us", samples=samples["device"],
-                baseline=Baseline("numpy Philox", samples["numpy"]),
-                note=f"{k} draws per batch, launched then synchronized; baseline "
+    samples = ctx.per_op("rng", {"device": device, "numpy": host}, max_n=1_000)
+    return [Row("rng.randn", "rng", "randn(1M) vs numpy Philox", "us", samples=samples["device"],
+                baseline=Baseline("Philox", samples["numpy"]), batch=ctx.batch("rng", "device"),
+                note="draws launched then synchronized, per draw; baseline "
                      "Generator(Philox(seed)).standard_normal(1M, dtype=float32)")]
