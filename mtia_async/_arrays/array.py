@@ -15,8 +15,8 @@ except ``to_host()`` / ``numpy()``, which say so.
 
 The operations live beside this module and are reached through one late import at
 the bottom (they need the ``DeviceArray`` type, and its methods need them):
-``transfer`` (copies and fills), ``dispatch`` (operators and ufuncs), ``reductions``
-(``sum``, ``mean``, ... and ``__array_function__``).
+``transfer`` (copies and fills), ``fastpath`` (operators and ufuncs, falling back to
+``dispatch``), ``reductions`` (``sum``, ``mean``, ... and ``__array_function__``).
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ class DeviceArray:
         block = self._block
         if block is not None and self._base is None:
             self._block = None
-            self._dev.allocator.free(block)
+            self._dev._allocator.free(block)  # type: ignore[union-attr]  # it made the block
 
     # --- the numpy view of the device memory (kernels; metadata on the caller) --------
     def _np(self) -> np.ndarray[Any, Any]:
@@ -166,10 +166,8 @@ class DeviceArray:
             block = self._block
             if block is None:
                 v = np.empty(self._shape, self._dtype)
-            elif self._strides is None:
-                v = np.ndarray(self._shape, self._dtype, block.buffer)
             else:
-                v = np.ndarray(self._shape, self._dtype, block.buffer, self._offset, self._strides)
+                v = block.view(self._shape, self._dtype, self._offset, self._strides)
             self._view = v
         return v
 
@@ -350,7 +348,7 @@ class DeviceArray:
         return self._derive(self._np()[check_index(index)])
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        transfer.setitem(self[index], value)
+        transfer.setitem(self if index is Ellipsis else self[index], value)  # a[...]: the whole array
 
     def reshape(self, *shape: Any) -> DeviceArray:
         """A view with a new shape (one dimension may be -1); a copy when no view can express it."""
@@ -448,6 +446,6 @@ class DeviceArray:
 
 # Last: these modules implement DeviceArray's operations and import DeviceArray from here.
 # The cycle stays inside the subpackage: every other module imports them, not this one.
-from . import dispatch as _dispatch  # noqa: E402
+from . import fastpath as _dispatch  # noqa: E402
 from . import reductions as _reductions  # noqa: E402
 from . import transfer  # noqa: E402

@@ -1,22 +1,16 @@
-"""NumPy dispatch for DeviceArray: the operators and every ufunc method but two.
+"""NumPy dispatch for DeviceArray, the general path: every ufunc method but two, validated once.
 
 Every call works out its output shapes and dtypes here, on the caller, allocates the
 outputs here (so ``OutOfMemoryError`` and numpy's own shape, dtype and casting errors
 are raised at the call), and enqueues one kernel on the current stream of the
 operands' device, which calls the ufunc with ``out=`` on numpy views of device memory.
-Input views are built by the worker on first use and cached on their arrays.
 
 Type resolution runs numpy itself on dummy operands that cost nothing to compute
 (zero-size, or one element per dimension for reductions), so the result dtypes and the
-errors are numpy's. It is cached per (ufunc, method, operand dtypes, keyword
-arguments); a Python int operand is keyed by its sign and bit length, which is what
-decides numpy's overflow errors (NEP 50). Output shapes are plain tuple arithmetic.
-
-Three speeds: the operators (and plain one- or two-input ufunc calls) on DeviceArrays
-and Python scalars take ``binop``/``unop``: two dict lookups, one allocation, one
-enqueue. Any other call seen before with the same operand dtypes, shapes and keywords
-is replayed from ``_CALLS`` (a device check, the allocation, the enqueue). The rest
-takes the full path of ``array_ufunc``.
+errors are numpy's. Resolutions are cached (``caches.RESOLVED``), and a call the fast
+paths cover is remembered for them (``caches.learn``; ``fastpath`` replays it). Any
+other call seen before with the same operand dtypes, shapes and keywords is replayed
+from ``_CALLS`` (a device check, the allocation, the enqueue).
 
 Supported: every ufunc's ``__call__``, ``reduce``, ``accumulate`` and ``outer``
 (``out=``, ``where=``, ``dtype=``, ``axis=``, ``keepdims=``, ``initial=``, ``casting=``),
@@ -33,206 +27,24 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._core.context import stream_of
-from .array import SCALARS, DeviceArray, as_view, new_array
+from .array import SCALARS, DeviceArray, new_array
+from .caches import RESOLVED, cache_put, int_key, keywords_key, learn, value_key
 from .checks import check_dtype
-from .shapes import broadcast, check_out_shape, check_where, gufunc_shapes, pattern, reduce_shapes
+from .kernels import ufunc_kernel
 from .operands import common_device, operand, outputs, shape_of, where_operand
+from .shapes import broadcast, check_out_shape, check_where, gufunc_shapes, pattern, reduce_shapes
 
 if TYPE_CHECKING:
     from .._core.device import DeviceImpl
-    from .._core.stream import StreamImpl
 
-__all__ = [
-    "RESOLVED",
-    "array_ufunc",
-    "array_ufunc_entry",
-    "binop",
-    "cache_put",
-    "enqueue",
-    "ibinop",
-    "rbinop",
-    "ufunc_operator",
-    "unop",
-    "keywords_key",
-    "value_key",
-]
+__all__ = ["array_ufunc", "enqueue", "ufunc_operator"]
 
-_CACHE_MAX = 4096
-BIN_CACHE: dict[tuple[Any, Any, Any], np.dtype[Any]] = {}  # (ufunc, key a, key b) -> result dtype
-UN_CACHE: dict[tuple[Any, Any], np.dtype[Any]] = {}  # (ufunc, dtype) -> result dtype
-RESOLVED: dict[tuple[Any, ...], tuple[np.dtype[Any], ...]] = {}  # general calls -> output dtypes
 _METHODS = ("__call__", "reduce", "accumulate", "outer")
-_ndarray = np.ndarray
-
-
-def cache_put(cache: dict[Any, Any], key: Any, value: Any) -> None:
-    """Store in a resolution cache; a full cache is emptied first (it refills as calls come)."""
-    if len(cache) >= _CACHE_MAX:
-        cache.clear()
-    cache[key] = value
-
-
-# --- kernels (run in a worker thread) -----------------------------------------------------
-# The fast-path kernels get the output's numpy view itself (``z``), not its DeviceArray:
-# see ``_fresh_output``. Inputs are DeviceArrays whose views are built here on first use.
-def ufunc_aa(uf: Any, a: DeviceArray, b: DeviceArray, z: np.ndarray[Any, Any]) -> None:
-    x = a._view
-    if x is None:
-        x = a._np()
-    y = b._view
-    if y is None:
-        y = b._np()
-    uf(x, y, out=z)
-
-
-def ufunc_as(uf: Any, a: DeviceArray, b: Any, z: np.ndarray[Any, Any]) -> None:
-    x = a._view
-    if x is None:
-        x = a._np()
-    uf(x, b, out=z)
-
-
-def ufunc_sa(uf: Any, a: Any, b: DeviceArray, z: np.ndarray[Any, Any]) -> None:
-    y = b._view
-    if y is None:
-        y = b._np()
-    uf(a, y, out=z)
-
-
-def ufunc_a(uf: Any, a: DeviceArray, z: np.ndarray[Any, Any]) -> None:
-    x = a._view
-    if x is None:
-        x = a._np()
-    uf(x, out=z)
-
-
-def ufunc_kernel(fn: Any, ins: list[Any], outs: tuple[DeviceArray, ...], kw: dict[str, Any]) -> None:
-    """The general ufunc kernel: ``fn(*inputs, out=outputs, **kw)`` on numpy views."""
-    where = kw.get("where")
-    if type(where) is DeviceArray:
-        kw = dict(kw, where=where._np())
-    fn(*[as_view(x) for x in ins], out=tuple(o._np() for o in outs), **kw)
-
-
-# --- helpers ---------------------------------------------------------------------------------
-def int_key(v: int) -> Any:
-    """Cache key of a Python int operand: what decides numpy's overflow errors (NEP 50)."""
-    if -1 < v < 128:
-        return int  # fits every integer dtype
-    return (int, v < 0, (v if v >= 0 else ~v).bit_length())
-
-
-def keywords_key(kw: dict[str, Any]) -> tuple[Any, ...]:
-    """The cache key of keyword arguments: their exact values (``axis=0`` is not ``axis=1``).
-
-    The type is part of it: ``1``, ``1.0`` and ``True`` hash alike but are different
-    arguments. ``TypeError`` for an unhashable value (the call is then not cached).
-    """
-    return tuple(sorted((k, type(v), v) for k, v in kw.items()))
-
-
-def value_key(x: Any) -> Any:
-    """The cache key of an operand: what numpy's type resolution depends on (a dtype, a scalar class)."""
-    t = type(x)
-    if t is DeviceArray:
-        return x._dtype
-    if t is int:
-        return int_key(x)
-    if t is float or t is complex or t is bool:
-        return t
-    if isinstance(x, np.generic):
-        return x.dtype
-    hash(x)  # TypeError: not cacheable
-    return x
 
 
 def enqueue(dev: DeviceImpl, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
     """Enqueue ``fn(*args)`` on the current stream of ``dev``."""
     stream_of(dev).launch(fn, args)
-
-
-# --- the operators' fast path ----------------------------------------------------------------
-def _fresh_output(dev: DeviceImpl, shape: tuple[int, ...], dt: np.dtype[Any], s: StreamImpl) -> DeviceArray:
-    """A new output on ``s`` with its numpy view built now, for the kernel to write into.
-
-    The FIFO item holds that view, not the DeviceArray, so dropping the result frees its
-    block at once, as torch's caching allocator does: the block is reused only by work
-    enqueued later on this same stream, which runs after the pending kernel (the view
-    keeps the host memory valid even if ``empty_cache`` releases the segment meanwhile).
-    That keeps the freeing on the caller's thread, where the next op reuses the block
-    while it is hot, instead of on the worker (measured: ~4.1 vs ~5.7 us per ``a + b``).
-    """
-    out = new_array(dev, shape, dt, s)
-    block = out._block
-    if block is not None:
-        out._view = _ndarray(shape, dt, block.buffer)
-    return out
-
-
-def binop(uf: Any, a: DeviceArray, b: Any) -> Any:
-    """``a <op> b``: one kernel on the current stream, output allocated here."""
-    tb = type(b)
-    if tb is DeviceArray:
-        dev = a._dev
-        dt = BIN_CACHE.get((uf, a._dtype, b._dtype))
-        if dt is None or b._dev is not dev:
-            return ufunc_operator(uf, (a, b))
-        shape = a._shape
-        if shape != b._shape:
-            shape = broadcast((shape, b._shape))
-        kernel: Callable[..., None] = ufunc_aa
-    elif tb is float or tb is int or tb is bool or tb is complex:
-        dt = BIN_CACHE.get((uf, a._dtype, int_key(b) if tb is int else tb))
-        if dt is None:
-            return ufunc_operator(uf, (a, b))
-        dev = a._dev
-        shape = a._shape
-        kernel = ufunc_as
-    else:
-        return ufunc_operator(uf, (a, b))
-    s = stream_of(dev)
-    out = _fresh_output(dev, shape, dt, s)
-    z = out._view
-    if z is not None:  # else empty: nothing to compute
-        s.launch(kernel, (uf, a, b, z))
-    return out
-
-
-def rbinop(uf: Any, a: DeviceArray, b: Any) -> Any:
-    """``b <op> a`` for a scalar or host ``b`` (the reflected operators)."""
-    tb = type(b)
-    if tb is float or tb is int or tb is bool or tb is complex:
-        dt = BIN_CACHE.get((uf, int_key(b) if tb is int else tb, a._dtype))
-        if dt is not None:
-            dev = a._dev
-            s = stream_of(dev)
-            out = _fresh_output(dev, a._shape, dt, s)
-            z = out._view
-            if z is not None:
-                s.launch(ufunc_sa, (uf, b, a, z))
-            return out
-    return ufunc_operator(uf, (b, a))
-
-
-def ibinop(uf: Any, a: DeviceArray, b: Any) -> Any:
-    """``a <op>= b``: ``uf(a, b, out=a)``, numpy's same_kind casting checked here."""
-    result = ufunc_operator(uf, (a, b), out=a)
-    return a if result is not NotImplemented else result
-
-
-def unop(uf: Any, a: DeviceArray) -> DeviceArray:
-    """``<op> a`` (``-a``, ``~a``, ``abs(a)``) and one-input ufunc calls."""
-    dt = UN_CACHE.get((uf, a._dtype))
-    if dt is None:
-        result: DeviceArray = array_ufunc(uf, "__call__", (a,), {})
-        return result
-    dev = a._dev
-    s = stream_of(dev)
-    out = _fresh_output(dev, a._shape, dt, s)
-    z = out._view
-    if z is not None:
-        s.launch(ufunc_a, (uf, a, z))
-    return out
 
 
 def ufunc_operator(uf: Any, inputs: tuple[Any, ...], out: DeviceArray | None = None) -> Any:
@@ -241,20 +53,6 @@ def ufunc_operator(uf: Any, inputs: tuple[Any, ...], out: DeviceArray | None = N
         if type(x) is not DeviceArray and not isinstance(x, (*SCALARS, np.generic, np.ndarray, list, tuple)):
             return NotImplemented
     return array_ufunc(uf, "__call__", inputs, {} if out is None else {"out": (out,)})
-
-
-def array_ufunc_entry(uf: Any, method: str, inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """``DeviceArray.__array_ufunc__``: plain elementwise calls take the fast path."""
-    if method == "__call__" and not kwargs and uf.nout == 1 and uf.signature is None:
-        if len(inputs) == 2:
-            a, b = inputs
-            if type(a) is DeviceArray:
-                return binop(uf, a, b)
-            if type(b) is DeviceArray:
-                return rbinop(uf, b, a)
-        elif len(inputs) == 1 and type(inputs[0]) is DeviceArray:
-            return unop(uf, inputs[0])
-    return array_ufunc(uf, method, inputs, kwargs)
 
 
 # --- the general ufunc path --------------------------------------------------------------------
@@ -328,8 +126,6 @@ def array_ufunc(uf: Any, method: str, inputs: tuple[Any, ...], kwargs: dict[str,
         dtypes = _resolve(uf, method, ins, patterns, outs, out_pattern, where, kw)
         if key is not None:
             cache_put(RESOLVED, key, dtypes)
-            if method == "__call__" and not kw and uf.nout == 1 and uf.signature is None and outs == (None,):
-                _fill_fast_cache(uf, ins, dtypes[0])
     if call is not None:
         cache_put(_CALLS, call, (shape, dtypes))
     if where is not None:
@@ -348,7 +144,12 @@ def _enqueue_call(
     kw: dict[str, Any],
     compute: bool,
 ) -> Any:
-    """Allocate the missing outputs and enqueue the ufunc kernel; return the outputs."""
+    """Allocate the missing outputs and enqueue the ufunc kernel; return the outputs.
+
+    Every call of the general path ends here, validated and resolved: the fast paths
+    learn it (``caches.learn``) when they can replay it.
+    """
+    learn(uf, method, ins, outs, kw, shape, dtypes)
     s = stream_of(dev)
     final = tuple([new_array(dev, shape, dt, s) if o is None else o for o, dt in zip(outs, dtypes)])
     if compute and 0 not in shape:
@@ -438,16 +239,3 @@ def _resolve(
     with np.errstate(all="ignore"):
         result = (uf if method == "__call__" else getattr(uf, method))(*dummies, **dkw)
     return tuple(check_dtype(r.dtype) for r in (result if uf.nout > 1 else (result,)))
-
-
-def _fill_fast_cache(uf: Any, ins: list[Any], dt: np.dtype[Any]) -> None:
-    """Remember a plain call's result dtype for the operators' fast path."""
-    if len(ins) == 1:
-        if type(ins[0]) is DeviceArray:
-            cache_put(UN_CACHE, (uf, ins[0]._dtype), dt)
-        return
-    a, b = ins
-    if (type(a) is DeviceArray or type(a) in SCALARS) and (type(b) is DeviceArray or type(b) in SCALARS):
-        cache_put(BIN_CACHE, (uf, value_key(a), value_key(b)), dt)
-
-

@@ -18,7 +18,9 @@ from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 from .._core.context import stream_of
 from .array import DeviceArray, new_array
 from .checks import check_dtype, two_devices
-from .dispatch import RESOLVED, array_ufunc, cache_put, enqueue, keywords_key
+from .caches import RESOLVED, cache_put, keywords_key
+from .dispatch import array_ufunc, enqueue
+from .fastpath import reduce_fast
 from .operands import where_operand
 from .shapes import check_out_shape, check_where, reduced
 
@@ -38,6 +40,10 @@ def function_kernel(fn: Any, a: DeviceArray, out: DeviceArray, kw: dict[str, Any
 # --- reductions that are not ufunc methods -----------------------------------------------------------
 def reduce(uf: Any, a: DeviceArray, axis: Any, dtype: Any, out: Any, keepdims: bool, kw: dict[str, Any]) -> Any:
     """``a.sum()`` and friends: ``uf.reduce`` with ndarray's defaults (all axes)."""
+    if dtype is None and out is None and not kw:
+        result = reduce_fast(uf, a, axis, bool(keepdims))
+        if result is not None:
+            return result
     kwargs = dict(kw, axis=axis)
     if dtype is not None:
         kwargs["dtype"] = dtype

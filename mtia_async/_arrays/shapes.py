@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
 
 from .checks import fmt_shape
@@ -87,12 +88,17 @@ def reduce_shapes(
         raise TypeError(f"{name}.{method}() of a scalar is not supported on DeviceArray")
     axis = kw.get("axis", 0)
     if method == "accumulate":
+        if not shape:
+            raise TypeError("cannot accumulate on a scalar")
         if axis is None and len(shape) != 1:
             raise ValueError("accumulate does not allow multiple axes")
         out_shape = shape
         out_pattern = pattern(shape)
     else:
-        axes = tuple(range(len(shape))) if axis is None else normalize_axis_tuple(axis, len(shape))
+        if not shape and isinstance(axis, (int, np.integer)) and not isinstance(axis, (bool, np.bool_)) and axis in (0, -1):
+            axes: tuple[int, ...] = ()  # numpy's legacy rule: a 0-d array reduces over axis 0 or -1
+        else:
+            axes = tuple(range(len(shape))) if axis is None else normalize_axis_tuple(axis, len(shape))
         keepdims = bool(kw.get("keepdims", False))
         out_shape = reduced(shape, axes, keepdims)
         out_pattern = reduced(pattern(shape), axes, keepdims)

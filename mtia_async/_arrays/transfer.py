@@ -10,6 +10,7 @@ the caller's buffer afterwards never changes the device copy.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from .._core.mark import Mark
 from .._core.runtime import get_runtime
 from .._core.wait import check_may_block, wait_mark_async, wait_mark_blocking
 from .array import SCALARS, DeviceArray, as_view, new_array
+from .caches import cache_put
 from .checks import check_dtype, fmt_shape, two_devices
 
 if TYPE_CHECKING:
@@ -75,17 +77,50 @@ def from_host(obj: Any, dtype: np.dtype[Any] | None, dev: DeviceImpl) -> DeviceA
     return arr
 
 
+def _scalar_source(dtype: np.dtype[Any], value: Any) -> np.ndarray[Any, Any]:
+    """``value`` converted to a 0-d array of ``dtype`` on the caller (numpy's errors raised here).
+
+    Conversions of exact Python ints, bools and floats are cached (read-only 0-d arrays,
+    keyed with the sign of a float so ``-0.0`` is not ``0.0``): ``a[...] = 0`` in a loop
+    converts once.
+    """
+    t = type(value)
+    key: tuple[Any, ...] | None
+    if t is int or t is bool:
+        key = (dtype, t, value)
+    elif t is float:
+        key = (dtype, t, value, math.copysign(1.0, value))
+    else:
+        key = None
+    if key is not None:
+        src = _SOURCES.get(key)
+        if src is not None:
+            return src
+    src = np.empty((), dtype)
+    src[()] = value  # numpy's own conversion errors, here on the caller
+    if key is not None:
+        src.flags.writeable = False
+        cache_put(_SOURCES, key, src)
+    return src
+
+
+_SOURCES: dict[tuple[Any, ...], np.ndarray[Any, Any]] = {}
+
+
 def setitem(target: DeviceArray, value: Any) -> None:
     """``a[index] = value`` once ``target`` is the view ``a[index]``: a kernel writing it."""
     shape = target._shape
+    if type(value) in SCALARS:  # the common case: no shape to check
+        if target._block is not None:
+            stream_of(target._dev).launch(setitem_kernel, (target, _scalar_source(target._dtype, value)))
+        return
     if type(value) is DeviceArray:
         if value._dev is not target._dev:
             raise ValueError(two_devices(target._dev, value._dev))
         src: Any = value
         vshape = value._shape
     elif isinstance(value, (*SCALARS, np.generic)):
-        src = np.empty((), target._dtype)
-        src[()] = value  # numpy's own conversion errors, here on the caller
+        src = _scalar_source(target._dtype, value)
         vshape = ()
     else:
         src = np.array(value, dtype=target._dtype)  # a private snapshot of the host data

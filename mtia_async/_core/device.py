@@ -27,7 +27,7 @@ from .._log import emit, flags
 from .._memory import CachingAllocator
 from .._thread_role import mark_worker_thread
 from .mark import Clear, Failure, Mark, fire, safe_str
-from .stream import HIGHEST_PRIORITY, DeadQueue, StreamImpl, kernel_name
+from .stream import HIGHEST_PRIORITY, DeadQueue, StreamImpl, describe_kernel
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -183,7 +183,7 @@ class DeviceImpl:
                         if fn is not None:
                             result = fn(*args)
                             if result is not None and result.__class__ in async_results:
-                                _refuse_async_result(fn, result)
+                                _refuse_async_result(describe_kernel(fn, args), result)
                         elif self._special(s, args) is _PARK:
                             return
                         # One read when nothing waits; a stream of equal priority waiting
@@ -207,7 +207,7 @@ class DeviceImpl:
                     # A kernel's error names the kernel; an error handling a special item
                     # (a mark's waiters, say) is the runtime's own: kernel=None. Either way
                     # the stream goes on with the next item (nothing behind it is skipped).
-                    self._add_failure(s, Failure(s, exc, None if fn is None else kernel_name(fn)))
+                    self._add_failure(s, Failure(s, exc, None if fn is None else describe_kernel(fn, args)))
         finally:
             fn = args = result = None  # drop references to finished kernels' arguments
 
@@ -345,11 +345,11 @@ _PARK: Any = object()
 _ASYNC_RESULTS = frozenset({types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType})
 
 
-def _refuse_async_result(fn: object, result: Any) -> None:
+def _refuse_async_result(name: str, result: Any) -> None:
     """Close what a kernel returned (so Python does not warn it was never awaited) and fail it."""
     result.close()  # coroutines, generators: close(); async generators: aclose() is a coroutine
     kind = {types.CoroutineType: "a coroutine", types.GeneratorType: "a generator"}.get(type(result), "an async generator")
     raise TypeError(
-        f"kernel {kernel_name(fn)} returned {kind}, whose body never runs: kernels run synchronously in a "
+        f"kernel {name} returned {kind}, whose body never runs: kernels run synchronously in a "
         "worker thread; launch a plain function (and await the stream, not the kernel)"
     )

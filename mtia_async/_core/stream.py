@@ -30,6 +30,7 @@ __all__ = [
     "StreamHandle",
     "StreamImpl",
     "check_kernel",
+    "describe_kernel",
     "foreign_runtime_error",
     "stale_runtime_error",
 ]
@@ -39,7 +40,22 @@ LOWEST_PRIORITY = 0
 HIGHEST_PRIORITY = -3
 
 _BAD_FLAGS = inspect.CO_COROUTINE | inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
+
+
+def _plain_numpy_callables() -> list[object]:
+    import numpy as np
+
+    return [np.exp, np.copyto, np.add.reduce]
+
+
 _FunctionType = types.FunctionType
+_MethodType = types.MethodType
+# Callables that can never be async or generator functions: builtins, numpy's ufuncs and
+# array functions (numpy 2's dispatchers are a type of their own).
+_PLAIN_KINDS = frozenset(
+    {types.BuiltinFunctionType, types.MethodWrapperType, types.WrapperDescriptorType, types.MethodDescriptorType}
+    | {type(f) for f in _plain_numpy_callables()}
+)
 _stream_ids = itertools.count(1)
 
 
@@ -75,8 +91,34 @@ def kernel_name(fn: object) -> str:
         return f"<a {type(fn).__name__} object>"
 
 
+def describe_kernel(fn: object, args: tuple[Any, ...]) -> str:
+    """The name of the kernel a FIFO item ``(fn, args)`` runs, for messages (never raises).
+
+    A callable that binds arguments for the user's kernel (``binds_kernel`` set: the
+    launch runners of ``_arrays/bind.py``) runs ``args[0]``: the user's kernel is named.
+    """
+    try:
+        if getattr(fn, "binds_kernel", False) and args:
+            return kernel_name(args[0])
+    except Exception:
+        pass
+    return kernel_name(fn)
+
+
 def check_kernel(kernel: object) -> None:
-    """Raise ``TypeError`` unless ``kernel`` is a plain (non-async, non-generator) callable."""
+    """Raise ``TypeError`` unless ``kernel`` is a plain (non-async, non-generator) callable.
+
+    Fast for what kernels usually are: a ``def`` (one flag test, inlined by the callers),
+    a numpy ufunc or function, a builtin, or a bound method or ``functools.partial`` of a
+    ``def``; anything else takes ``inspect``'s checks.
+    """
+    kind = type(kernel)
+    if kind in _PLAIN_KINDS:
+        return
+    if kind is _MethodType or kind is functools.partial:
+        inner = kernel.__func__ if kind is _MethodType else kernel.func  # type: ignore[attr-defined]
+        if type(inner) is _FunctionType and not inner.__code__.co_flags & _BAD_FLAGS:
+            return
     if type(kernel) is _FunctionType:
         if not kernel.__code__.co_flags & _BAD_FLAGS:
             return

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import Any, Generic, Protocol, Self, TypeVar
 
-from .._arrays.bind import bind
+from .._arrays.bind import launch_on
 from .._core.context import (
     current_device_index,
     current_stream_impl,
@@ -28,6 +28,7 @@ from .._core.mark import Mark
 from .._core.runtime import configure, get_runtime, init, is_initialized, peek_config, state
 from .._core.stream import (
     _BAD_FLAGS,
+    _PLAIN_KINDS,
     StreamHandle,
     StreamImpl,
     check_kernel,
@@ -122,13 +123,9 @@ class StreamBase(StreamHandle, Generic[E]):
                 functions are refused here, in the caller).
         """
         if type(kernel) is not _FunctionType or kernel.__code__.co_flags & _BAD_FLAGS:
-            check_kernel(kernel)
-        impl = self._impl  # StreamImpl.launch, inlined: this is the hot path
-        if args or kwargs:
-            kernel, args = bind(kernel, args, kwargs, impl)
-        impl.q.extend((kernel, args))
-        if impl.token:
-            impl.kick()
+            if type(kernel) not in _PLAIN_KINDS:
+                check_kernel(kernel)
+        launch_on(self._impl, kernel, args, kwargs)
 
     def query(self) -> bool:
         """True when all work enqueued on this stream so far is done; never waits."""
@@ -209,11 +206,9 @@ class StreamBase(StreamHandle, Generic[E]):
 def launch(kernel: Callable[..., object], /, *args: Any, **kwargs: Any) -> None:
     """Enqueue ``kernel(*args, **kwargs)`` on the current stream (see ``Stream.launch``)."""
     if type(kernel) is not _FunctionType or kernel.__code__.co_flags & _BAD_FLAGS:
-        check_kernel(kernel)
-    impl = current_stream_impl()
-    if args or kwargs:
-        kernel, args = bind(kernel, args, kwargs, impl)
-    impl.launch(kernel, args)
+        if type(kernel) not in _PLAIN_KINDS:
+            check_kernel(kernel)
+    launch_on(current_stream_impl(), kernel, args, kwargs)
 
 
 # --- devices -------------------------------------------------------------------------

@@ -120,8 +120,12 @@ class CachingAllocator(AllocatorViews):
                 if last.requested_size == size and (last.stream is stream or chunk.seg.sid == sid):
                     # Take back the block just freed: every current statistic returns to its
                     # value before that free (so no peak moves); count the free that happened.
+                    # A new Block, so a stale handle cannot free the new owner's memory.
                     csize = chunk.size
-                    (self._small if csize <= SMALL_SIZE else self._large).count_free(csize, size)
+                    st = self._small if csize <= SMALL_SIZE else self._large
+                    st.freed_count += 1
+                    st.freed_bytes += csize
+                    st.freed_requested += size
                     chunk.frames = None
                     block = chunk.handle = Block(chunk.ptr, csize, size, stream, chunk)
                     return block

@@ -130,6 +130,7 @@ class Chunk:
         "markers",
         "frames",
         "release_after",
+        "view",
     )
 
     def __init__(self, owner: object, seg: Segment, ptr: int, size: int) -> None:
@@ -148,6 +149,7 @@ class Chunk:
         self.markers: list[Marker] | None = None
         self.frames: Frames | None = None
         self.release_after = False  # empty_cache was asked while its free was pending
+        self.view: tuple[Any, ...] | None = None  # (ndarray, shape, dtype): see Block.view
 
 
 class Block:
@@ -161,6 +163,35 @@ class Block:
         self.requested_size = requested_size
         self.stream = stream  # the allocating stream
         self._chunk = chunk
+
+    def view(
+        self, shape: tuple[int, ...], dtype: np.dtype[Any], offset: int = 0, strides: tuple[int, ...] | None = None
+    ) -> np.ndarray[Any, Any]:
+        """A numpy array of ``shape`` and ``dtype`` over the block's host memory, from ``offset`` bytes.
+
+        One ndarray over the segment's host array (no intermediate slice): it keeps that
+        memory alive even if the segment is released meanwhile. The last view of the whole
+        block from its start is kept on the chunk and handed out again for the next block
+        of that chunk while its shape, dtype and strides still match (an operator's output
+        reuses the chunk its predecessor freed: building the ndarray was a sixth of ``a + b``).
+        A view someone reshaped or retyped in place no longer matches and is never reused
+        (setting ``strides`` in place is deprecated by numpy 2.4, which warns).
+        """
+        chunk = self._chunk
+        if not offset and strides is None:
+            cached = chunk.view
+            if cached is not None and cached[1] == shape and cached[2] is dtype:
+                v: np.ndarray[Any, Any] = cached[0]
+                if v.shape == shape and v.dtype is dtype:
+                    return v
+        seg = chunk.seg
+        host = seg.host
+        if host is None:
+            raise ValueError(f"{self!r} was freed and its segment released: its memory is gone")
+        v = np.ndarray(shape, dtype, host, self.ptr - seg.ptr + offset, strides)
+        if not offset and strides is None:
+            chunk.view = (v, shape, dtype)
+        return v
 
     @property
     def buffer(self) -> npt.NDArray[np.uint8]:

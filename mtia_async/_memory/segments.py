@@ -142,6 +142,7 @@ class SegmentCache:
             del prev.buckets[prev.size][prev]
             prev.state = DEAD
             chunk.ptr = prev.ptr
+            chunk.view = None  # its start moved: a view built for the old start is stale
             chunk.size += prev.size
             prev = prev.prev
         while nxt is not None and nxt.state == FREE:
