@@ -258,7 +258,7 @@ def test_json_document_schema_and_round_trip(tmp_path: Path) -> None:
     assert loaded["method"]["reps"] == 3 and loaded["method"]["quick"] is True
     assert loaded["method"]["min_time_s"] == 0.01
     machine = loaded["machine"]
-    for key in ("platform", "python", "cpu_count", "numpy", "blas", "mtia_async", "config", "libraries"):
+    for key in ("platform", "python", "cpu_count", "numpy", "blas", "mtia_async", "config", "libraries", "source"):
         assert key in machine, key
     assert machine["config"] == {"device_count": 2, "device_memory": 1 << 30, "workers": 2}
     first = loaded["rows"][0]
@@ -430,7 +430,9 @@ def test_every_suite_renders_within_100_columns(torch_present: bool, plain: bool
     header = next(line for line in lines if line.startswith("row"))
     assert header.split() == ["row", "unit", "median", "IQR", "%", "base", "ratio", "goal", "status"]
     text = out.getvalue()
-    assert "(1.5x)" in text  # the stretch goals fit at the design width
+    assert "(1.5x)" in text  # the stretch goals fit at the design width (long names fold instead)
+    a_b = next(line for line in lines if line.lstrip().startswith("a + b 16 vs numpy"))
+    assert len(a_b.split()) == 11, a_b  # name (5 words), unit, median, IQR, base, ratio: no column dropped
     if not torch_present:
         assert "[1] torch is not installed" in text and "skip [1]" in text
 

@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from ._results import rows_from_document
 from ._stats import mann_whitney_u, min_p_value
-from ._table import Layout, Section, num, print_layouts, terminal_width
+from ._table import NAME_WIDTH, Layout, Section, fold, num, print_layouts, terminal_width
 
 __all__ = ["CompareLine", "Comparison", "compare", "regressions", "render_compare"]
 
@@ -174,7 +174,7 @@ def _layouts(comparison: Comparison) -> Iterator[Layout]:
         notes.append("goal status changed: " + "; ".join(changed) + ".")
     if comparison.not_run:
         notes.append("not compared (suites not run this time): " + ", ".join(comparison.not_run) + ".")
-    for dropped in ((), ("p",), ("p", "unit")):
+    for width, dropped in ((None, ()), (NAME_WIDTH, ()), (NAME_WIDTH, ("p",)), (NAME_WIDTH, ("p", "unit"))):
         keep = [i for i, h in enumerate(headers_all) if h not in dropped]
         body: list[Section | tuple[str, ...]] = []
         suite = None
@@ -183,8 +183,8 @@ def _layouts(comparison: Comparison) -> Iterator[Layout]:
                 suite = line.suite
                 body.append(Section(suite))
             change = "" if line.change is None else f"{line.change * 100:+.1f}%"
-            cells = (f"  {line.name}", line.unit, num(line.old), num(line.new), change, _p_cell(line.p),
-                     line.verdict)
+            cells = (fold(f"  {line.name}", width), line.unit, num(line.old), num(line.new), change,
+                     _p_cell(line.p), line.verdict)
             body.append(tuple(cells[i] for i in keep))
         headers = tuple(headers_all[i] for i in keep)
         right = frozenset(i for i, h in enumerate(headers) if h in ("old", "new", "change", "p"))

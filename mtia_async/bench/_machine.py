@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["BUSY_SHARE", "busy_threshold", "loadavg", "machine_info", "others_cpu"]
+__all__ = ["BUSY_SHARE", "busy_threshold", "loadavg", "machine_info", "others_cpu", "source_info"]
 
 #: Other processes using more than this share of the cores make a figure suspect.
 BUSY_SHARE = 0.25
@@ -92,6 +92,27 @@ def others_cpu(window: float = 0.25) -> float | None:
     return round(max(0.0, busy_s - (own1 - own0)) / elapsed, 2)
 
 
+def source_info() -> dict[str, Any] | None:
+    """The code measured: the git commit of the checkout and its modified package files.
+
+    None when mtia_async is not imported from a git checkout (an installed copy) or git
+    is not available; a run of a working tree with changes says which files differ.
+    """
+    import subprocess
+
+    import mtia_async
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(mtia_async.__file__)))
+    try:
+        commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5, check=True).stdout.strip()
+        status = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "mtia_async"],
+                                capture_output=True, text=True, timeout=5, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "modified": [line[3:] for line in status.splitlines() if line.strip()]}
+
+
 def machine_info() -> dict[str, Any]:
     """The machine, library versions, BLAS configuration and runtime configuration."""
     import numpy
@@ -129,4 +150,5 @@ def machine_info() -> dict[str, Any]:
         "env": {k: v for k, v in os.environ.items() if k.startswith(("MTIA_ASYNC_", "OPENBLAS_", "OMP_", "MKL_"))},
         "switch_interval_s": sys.getswitchinterval(),
         "loadavg_at_start": loadavg(),
+        "source": source_info(),
     }

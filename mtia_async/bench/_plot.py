@@ -13,6 +13,7 @@ Drawn at 100 dpi, 13 inches wide (1300 px), for reading at 100 % zoom.
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -123,7 +124,8 @@ def _draw_panel(ax: Any, suite: str, unit: str, items: Sequence[_Item], compare:
         ax.set_xlim(0, hi * 1.08 if hi > 0 else 1.0)
         ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
     ys = list(range(len(items)))
-    ax.set_yticks(ys, [i.row.name for i in items], fontsize=8.5)
+    names = [textwrap.fill(i.row.name, 34, break_on_hyphens=False) for i in items]  # long names: two lines
+    ax.set_yticks(ys, names, fontsize=8.5 if all("\n" not in n for n in names) else 7.5)
     ax.set_ylim(len(items) - 0.5, -0.5)
     ax.tick_params(axis="x", labelsize=8)
     ax.grid(axis="x", which="major", alpha=0.25)
@@ -168,12 +170,9 @@ def plot(rows: Sequence[Row], path: str, *, old_rows: Sequence[Row] = (), title:
     # Inches: every panel gets a title band above and a tick + axis-label band below.
     row_h, above, below, head_h, foot_h = 0.27, 0.36, 0.62, 0.85, 0.15
     heights = [above + row_h * len(items) + 0.15 + below for _, _, items in panels]
-    half = sum(heights) / 2
-    columns: list[list[int]] = [[], []]
-    acc = 0.0
-    for i, h in enumerate(heights):  # in order: the first column until about half the height
-        columns[0 if acc + h / 2 <= half or not columns[0] else 1].append(i)
-        acc += h
+    # In suite order, split where the taller of the two columns is shortest.
+    split = min(range(1, len(heights) + 1), key=lambda k: max(sum(heights[:k]), sum(heights[k:])))
+    columns: list[list[int]] = [list(range(split)), list(range(split, len(heights)))]
     body_h = max(sum(heights[i] for i in col) for col in columns)
     width, total_h = 13.0, head_h + body_h + foot_h
     fig = plt.figure(figsize=(width, total_h), dpi=100)

@@ -2,7 +2,8 @@
 
 On a terminal (and with rich installed) one live line shows the suite, the measurement
 group, its steps (calibration, warm-up, each repetition) as a bar, the group's ETA and
-the run's; elsewhere (a pipe, CI) one line per suite. A suite running in a child
+the run's. It is redrawn at those steps only, never by a refresh thread: a suite that
+runs in this interpreter must not share the GIL with a display. Elsewhere (a pipe, CI) one line per suite. A suite running in a child
 process reports its groups as ``PREFIX {json}`` lines on its stderr (``child_progress``),
 which the parent turns back into calls of ``Reporter.step``.
 """
@@ -88,7 +89,8 @@ class Reporter:
         self.group = ""
         head = f"[{self.index + 1}/{len(self.names)}] {name}"
         if self.live is not None:
-            self.live.update(self.task, description=head, completed=0, total=1, eta="")
+            self.live.update(self.task, description=f"{head} (starting)", completed=0, total=1, eta="",
+                             refresh=True)
         elif self.lines:
             print(f"bench: {head} ... (about {_seconds(self.run_left())} left in the run)", file=self.out,
                   flush=True)
@@ -100,9 +102,9 @@ class Reporter:
             self.group, self.group_t0 = label, now
         group_left = (now - self.group_t0) / done * (total - done) if done else 0.0
         if self.live is not None:
-            eta = f"group {_seconds(group_left)}, run {_seconds(self.run_left(group_left))}" if done else ""
+            eta = f"ETA group {_seconds(group_left)}, run {_seconds(self.run_left(group_left))}" if done else ""
             self.live.update(self.task, description=f"[{self.index + 1}/{len(self.names)}] {label}",
-                             completed=done, total=max(total, 1), eta=eta)
+                             completed=done, total=max(total, 1), eta=eta, refresh=True)
 
     def finish(self, seconds: float) -> None:
         self.done_actual += seconds
@@ -130,9 +132,10 @@ def reporter(names: Sequence[str], estimates: Mapping[str, float], enabled: bool
         except ImportError:
             live = None
         else:
-            live = Progress(TextColumn("{task.description}", style="bold"), BarColumn(bar_width=16),
-                            TextColumn("{task.completed}/{task.total}"), TextColumn("ETA {task.fields[eta]}"),
-                            TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+            live = Progress(TextColumn("{task.description}", style="bold"), BarColumn(bar_width=12),
+                            TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[eta]}"),
+                            TextColumn("elapsed"), TimeElapsedColumn(), console=Console(stderr=True),
+                            transient=True, auto_refresh=False)
     if live is None:
         yield Reporter(names, estimates, None, enabled)
         return

@@ -34,22 +34,22 @@ class Suite:
 
 
 _ALL = (
-    Suite("launch", run_launch, "launch cost on the caller, launch+drain, no-op throughput", (12, 2),
+    Suite("launch", run_launch, "launch cost on the caller, launch+drain, no-op throughput", (10, 5),
           "launch: no-op kernels; 'stream held': the stream waits on an event, so only the caller's cost counts."),
-    Suite("sync", run_sync, "drained/pending synchronize vs ping-pong, event query/record", (14, 3)),
-    Suite("await", run_await, "launch + await vs to_thread / run_in_executor / anyio", (10, 3)),
-    Suite("overlap", run_overlap, "1/2/4 streams of exp and copy kernels vs bare threads", (20, 4),
+    Suite("sync", run_sync, "drained/pending synchronize vs ping-pong, event query/record", (8, 5)),
+    Suite("await", run_await, "launch + await vs to_thread / run_in_executor / anyio", (11, 4)),
+    Suite("overlap", run_overlap, "1/2/4 streams of exp and copy kernels vs bare threads", (12, 4),
           "overlap: exp = s.launch(np.exp, X, out=Y) on 64K float32 DeviceArrays, copy = np.copyto of 8 MiB; "
           "threads = bare threading.Threads making the same calls."),
-    Suite("kernels", run_kernels, "np.add of 1K/1M/16M through a stream vs direct numpy", (12, 3)),
-    Suite("memory", run_memory, "cached allocate + free vs numpy.empty (and torch.empty)", (8, 4)),
-    Suite("ops", run_ops, "host cost per op on 16 floats vs torch; deep queues; worker", (50, 10),
+    Suite("kernels", run_kernels, "np.add of 1K/1M/16M through a stream vs direct numpy", (10, 3)),
+    Suite("memory", run_memory, "cached allocate + free vs numpy.empty (and torch.empty)", (9, 4)),
+    Suite("ops", run_ops, "host cost per op on 16 floats vs torch; deep queues; worker", (75, 10),
           "ops: 16 float32, per op: launch + its share of one final synchronize(); the baseline is PyTorch CPU "
           "eager (1 thread) unless the row names another; launch at depth: s.launch(np.exp, X, out=Y) on a "
           "held stream."),
-    Suite("dispatch", run_dispatch, "a + b, a @ b, reductions by size vs numpy (and torch)", (40, 8)),
-    Suite("rng", run_rng, "device randn(1M) vs numpy Philox", (6, 2)),
-    Suite("responsiveness", run_responsiveness, "1 ms heartbeat's longest gap while streams work", (20, 6),
+    Suite("dispatch", run_dispatch, "a + b, a @ b, reductions by size vs numpy (and torch)", (40, 10)),
+    Suite("rng", run_rng, "device randn(1M) vs numpy Philox", (8, 4)),
+    Suite("responsiveness", run_responsiveness, "1 ms heartbeat's longest gap while streams work", (22, 8),
           "responsiveness: the longest gap between wake-ups of a 1 ms heartbeat task; baseline: the same "
           "heartbeat on an idle loop."),
     Suite("service", run_service, "HTTP inference service at 1/16/256 connections vs asyncio.to_thread", (100, 15),

@@ -101,9 +101,9 @@ class Layout:
     footnotes: list[str] = field(default_factory=list)
 
     def plain_lines(self) -> list[str]:
-        """The table as plain text (two spaces between columns)."""
+        """The table as plain text (two spaces between columns; a folded name goes on below)."""
         cells = [self.headers] + [b for b in self.body if isinstance(b, tuple)]
-        widths = [max(len(c[i]) for c in cells) for i in range(len(self.headers))]
+        widths = [max(len(part) for c in cells for part in c[i].split("\n")) for i in range(len(self.headers))]
 
         def line(c: Sequence[str]) -> str:
             return "  ".join(t.rjust(w) if i in self.right else t.ljust(w)
@@ -111,7 +111,12 @@ class Layout:
 
         lines = [line(self.headers), "  ".join("-" * w for w in widths)]
         for b in self.body:
-            lines.append(b.title if isinstance(b, Section) else line(b))
+            if isinstance(b, Section):
+                lines.append(b.title)
+                continue
+            first, *rest = b[0].split("\n")
+            lines.append(line((first, *b[1:])))
+            lines += rest
         return lines
 
     def plain_width(self) -> int:
@@ -215,6 +220,19 @@ class _Notes:
         return [f"[{i}] {reason}" for i, reason in enumerate(self.reasons, 1)]
 
 
+#: Row names longer than this fold onto a second line when the table would not fit.
+NAME_WIDTH = 32
+
+
+def fold(name: str, width: int | None) -> str:
+    """``name`` (indented) folded onto lines of at most ``width`` characters (None: as is)."""
+    if width is None or len(name) <= width:
+        return name
+    indent = " " * (len(name) - len(name.lstrip(" ")))
+    return "\n".join(textwrap.wrap(name.strip(), width, initial_indent=indent, subsequent_indent=indent + "  ",
+                                    break_on_hyphens=False))
+
+
 def _iqr_cell(row: Row) -> str:
     stats = row.stats
     if stats is None or stats.n < 3 or stats.rel_iqr is None:
@@ -273,14 +291,15 @@ def results_layouts(rows: Sequence[Row], extra_notes: Sequence[str] = ()) -> Ite
     """Layouts of the results table, fullest first.
 
     Rows are grouped under their suite's name; skip and failure reasons become
-    numbered footnotes. The compact layouts drop, in order: the stretch goals, the
-    IQR column, the base column, the goal column.
+    numbered footnotes. The compact layouts, in order: fold names longer than
+    ``NAME_WIDTH`` onto a second line, drop the stretch goals, the IQR column, the base
+    column, the goal column.
     """
-    steps: list[tuple[bool, tuple[str, ...]]] = [
-        (True, ()), (False, ()), (False, ("IQR %",)), (False, ("IQR %", "base")),
-        (False, ("IQR %", "base", "goal")),
+    steps: list[tuple[bool, int | None, tuple[str, ...]]] = [
+        (True, None, ()), (True, NAME_WIDTH, ()), (False, NAME_WIDTH, ()), (False, NAME_WIDTH, ("IQR %",)),
+        (False, NAME_WIDTH, ("IQR %", "base")), (False, NAME_WIDTH, ("IQR %", "base", "goal")),
     ]
-    for stretch, dropped in steps:
+    for stretch, width, dropped in steps:
         notes = _Notes()
         keep = [i for i, h in enumerate(_RESULT_HEADERS) if h not in dropped]
         body: list[Section | tuple[str, ...]] = []
@@ -290,7 +309,7 @@ def results_layouts(rows: Sequence[Row], extra_notes: Sequence[str] = ()) -> Ite
                 suite = row.suite
                 body.append(Section(suite))
             cells = _result_cells(row, notes, stretch=stretch, base_names=False)
-            body.append(tuple(cells[i] for i in keep))
+            body.append((fold(cells[0], width), *(cells[i] for i in keep[1:])))
         headers = tuple(_RESULT_HEADERS[i] for i in keep)
         right = frozenset(i for i, h in enumerate(headers) if h in ("median", "IQR %", "base", "ratio"))
         footnotes = [_legend(rows, stretch), *extra_notes, *notes.lines(), summary(rows)]
