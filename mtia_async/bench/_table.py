@@ -246,21 +246,22 @@ def _result_cells(row: Row, notes: _Notes, *, stretch: bool, base_names: bool) -
     stats, ratio, goal = row.stats, row.ratio, row.goal
     goal_text = "" if goal is None else (goal.short if stretch else goal.short.split(" (")[0])
     name = f"  {row.name}"
+    # A reason's footnote mark goes in the next column: "skipped  [1]" reads across two.
     if row.error is not None:
-        return (name, row.unit, f"FAILED {notes.mark(row.error)}", "", "", "", goal_text, "FAILED")
+        return (name, row.unit, "FAILED", notes.mark(row.error).ljust(5), "", "", goal_text, "FAILED")
     if row.skipped is not None or stats is None:
-        return (name, row.unit, f"skip {notes.mark(row.skipped or 'no samples')}", "", "", "", goal_text, "-")
+        return (name, row.unit, "skipped", notes.mark(row.skipped or "no samples").ljust(5), "", "", goal_text, "-")
+    ratio_cell = "" if ratio is None else fmt(ratio.median, "x")
     if row.baseline is not None and row.baseline.samples:
         base = num(row.baseline.stats.median)
         if base_names:
             base = f"{base} {row.baseline.name}"
     elif row.baseline_skipped is not None:
-        base = f"skip {notes.mark(row.baseline_skipped)}"
+        base, ratio_cell = "skipped", notes.mark(row.baseline_skipped).ljust(6)  # reads on from "skipped"
     else:
         base = ""
     status = {"met": "met*" if row.stretch_met else "met", "MISSED": "MISSED"}.get(row.status, "-" if goal else "")
-    return (name, row.unit, num(stats.median), _iqr_cell(row), base,
-            "" if ratio is None else fmt(ratio.median, "x"), goal_text, status)
+    return (name, row.unit, num(stats.median), _iqr_cell(row), base, ratio_cell, goal_text, status)
 
 
 def summary(rows: Sequence[Row]) -> str:
@@ -308,7 +309,11 @@ def results_layouts(rows: Sequence[Row], extra_notes: Sequence[str] = ()) -> Ite
             if row.suite != suite:
                 suite = row.suite
                 body.append(Section(suite))
-            cells = _result_cells(row, notes, stretch=stretch, base_names=False)
+            cells = list(_result_cells(row, notes, stretch=stretch, base_names=False))
+            if "IQR %" in dropped and cells[3].startswith("["):  # keep a skip reason's mark
+                cells[2] = f"{cells[2]} {cells[3].strip()}"
+            if "base" in dropped and cells[4] == "skipped":
+                cells[5] = f"skipped {cells[5].strip()}"
             body.append((fold(cells[0], width), *(cells[i] for i in keep[1:])))
         headers = tuple(_RESULT_HEADERS[i] for i in keep)
         right = frozenset(i for i, h in enumerate(headers) if h in ("median", "IQR %", "base", "ratio"))
