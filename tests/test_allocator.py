@@ -888,3 +888,27 @@ def test_M10_ring_buffer_and_state_mode_at_the_allocator() -> None:
     assert snap["device_traces"] == [[]]
     mine = [b for s in snap["segments"] for b in s["blocks"] if b["address"] == block.ptr]
     assert mine[0]["frames"][0]["name"] == "test_M10_ring_buffer_and_state_mode_at_the_allocator"
+
+
+def test_a_snapshot_while_a_worker_free_is_queued_sees_the_block_still_allocated(alloc: Any, s0: FakeStream) -> None:
+    """Regression: a free from a worker thread is claimed without the lock and queued; a
+    snapshot taken before the queue is drained saw an allocated chunk with no handle and
+    crashed rendering it (``'NoneType' object has no attribute 'requested_size'``)."""
+    block = alloc.malloc(1000, s0)
+
+    def worker() -> None:
+        mark_worker_thread()
+        alloc.free(block)  # queued: a worker never takes the allocator's lock for a free
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join(10)
+    assert alloc._deferred, "the worker's free should be queued"
+    seg = next(iter(alloc._segments.values()))
+    from mtia_async._memory.snapshot import render_segment
+
+    rendered = render_segment(0, seg)  # what a snapshot does under the lock, before the drain
+    live = [b for b in rendered["blocks"] if b["state"] == "active_allocated"]
+    assert [b["requested_size"] for b in live] == [1000]
+    stats, snap = checked(alloc)  # the drain runs: the block is free
+    assert stats["allocation.all.current"] == 0 and stats["allocation.all.freed"] == 1

@@ -389,3 +389,13 @@ def test_int_subclasses_are_operands_as_in_numpy() -> None:
     for got, want in [(a + Three.THREE, x + Three.THREE), (Three.THREE * a, Three.THREE * x), (np.add(a, Three.THREE), np.add(x, Three.THREE))]:
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got.numpy(), want)
+
+
+def test_torchs_dim_keyword_points_to_axis() -> None:
+    a = mtia_sync.zeros((2, 3))
+    for method in ("sum", "prod", "max", "min", "mean", "std", "var", "any", "all"):
+        with pytest.raises(TypeError, match=r"takes numpy's axis=, not torch's dim=: use " + method):
+            getattr(a, method)(dim=1)
+    with pytest.raises(TypeError, match="unexpected keyword argument.*'foo'"):
+        a.sum(foo=1)
+    mtia_sync.synchronize()

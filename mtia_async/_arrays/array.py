@@ -47,8 +47,13 @@ def _addr(a: np.ndarray[Any, Any]) -> int:
 
 
 # --- allocation (the hot path) ---------------------------------------------------------
-def new_array(dev: DeviceImpl, shape: tuple[int, ...], dtype: np.dtype[Any], stream: StreamImpl) -> DeviceArray:
+def new_array(
+    dev: DeviceImpl, shape: tuple[int, ...], dtype: np.dtype[Any], stream: StreamImpl, view: bool = False
+) -> DeviceArray:
     """A new C-contiguous base array; its memory is allocated now, for ``stream``.
+
+    With ``view``, the numpy view of its memory is built now too (an operator's output,
+    which its kernel gets as that view: see ``fastpath``).
 
     Raises:
         OutOfMemoryError: the device cannot hold it.
@@ -71,7 +76,7 @@ def new_array(dev: DeviceImpl, shape: tuple[int, ...], dtype: np.dtype[Any], str
     a._base = None
     a._offset = 0
     a._strides = None
-    a._view = None
+    a._view = block.view(shape, dtype) if view and block is not None else None
     return a
 
 

@@ -4,7 +4,7 @@ Inputs arrive as DeviceArrays whose numpy views are built here on first use and 
 on the arrays. A freshly allocated output arrives as its numpy view itself (``z``),
 built on the caller, not as its DeviceArray: the FIFO item then does not keep the
 output array alive, so dropping a result frees its block at once (see
-``fastpath.fresh_output``). An ``out=`` the caller passed arrives as its DeviceArray.
+``fastpath._launch_fresh``). An ``out=`` the caller passed arrives as its DeviceArray.
 """
 
 from __future__ import annotations

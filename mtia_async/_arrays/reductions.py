@@ -27,6 +27,7 @@ from .shapes import check_out_shape, check_where, reduced
 __all__ = ["FUNCTIONS", "argreduce", "array_function", "reduce", "statistic"]
 
 _NO_VALUE: Any = np._NoValue  # numpy's "argument not given"
+_METHOD_NAMES = {np.add: "sum", np.multiply: "prod", np.maximum: "max", np.minimum: "min"}
 
 
 def function_kernel(fn: Any, a: DeviceArray, out: DeviceArray, kw: dict[str, Any]) -> None:
@@ -38,8 +39,23 @@ def function_kernel(fn: Any, a: DeviceArray, out: DeviceArray, kw: dict[str, Any
 
 
 # --- reductions that are not ufunc methods -----------------------------------------------------------
+def check_keywords(method: str, kw: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    """Refuse keywords a reduction method does not take, torch's ``dim=`` with a pointer to ``axis=``."""
+    unknown = [k for k in kw if k not in allowed]
+    if not unknown:
+        return
+    if "dim" in unknown:
+        raise TypeError(f"DeviceArray.{method}() takes numpy's axis=, not torch's dim=: use {method}(axis=...)")
+    raise TypeError(
+        f"DeviceArray.{method}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
+        f"besides its named parameters it takes {' and '.join(allowed)}, as numpy's {method}() does"
+    )
+
+
 def reduce(uf: Any, a: DeviceArray, axis: Any, dtype: Any, out: Any, keepdims: bool, kw: dict[str, Any]) -> Any:
     """``a.sum()`` and friends: ``uf.reduce`` with ndarray's defaults (all axes)."""
+    if kw:
+        check_keywords(_METHOD_NAMES.get(uf, uf.__name__), kw, ("initial", "where"))
     if dtype is None and out is None and not kw:
         result = reduce_fast(uf, a, axis, bool(keepdims))
         if result is not None:
@@ -75,6 +91,7 @@ def _reduction_target(
 
 def statistic(fn: Any, a: DeviceArray, axis: Any, dtype: Any, out: Any, keepdims: bool, kw: dict[str, Any]) -> Any:
     """``np.mean/std/var/any/all`` over ``axis`` as a kernel calling ``fn(view, out=...)``."""
+    check_keywords(fn.__name__, kw, ("where", "ddof"))
     kw = {k: v for k, v in kw.items() if v is not _NO_VALUE}
     axes = tuple(range(a.ndim)) if axis is None else normalize_axis_tuple(axis, a.ndim)
     extra = dict(kw)

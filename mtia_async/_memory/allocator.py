@@ -127,6 +127,7 @@ class CachingAllocator(AllocatorViews):
                     st.freed_bytes += csize
                     st.freed_requested += size
                     chunk.frames = None
+                    chunk.req = size
                     block = chunk.handle = Block(chunk.ptr, csize, size, stream, chunk)
                     return block
                 self._settle(last, None)
@@ -152,6 +153,7 @@ class CachingAllocator(AllocatorViews):
         csize = chunk.size
         chunk.state = ALLOC
         chunk.frames = frames
+        chunk.req = size
         block = chunk.handle = Block(chunk.ptr, csize, size, stream, chunk)
         (self._small if csize <= SMALL_SIZE else self._large).allocate(csize, size)
         self._all.allocate(csize, size)
@@ -320,7 +322,7 @@ class CachingAllocator(AllocatorViews):
             if chunk.handle is not block:
                 raise self._invalid(block)  # another thread freed it meanwhile
             chunk.handle, chunk.state, chunk.markers = None, PENDING, markers  # uses: kept until complete
-            chunk.req = req = block.requested_size
+            req = chunk.req
             self._pending[chunk] = None
             csize = chunk.size
             pool = self._small if csize <= SMALL_SIZE else self._large
@@ -334,7 +336,12 @@ class CachingAllocator(AllocatorViews):
             marker.add_done_callback(callback)
 
     def _defer_free(self, block: Block, chunk: Chunk) -> None:
-        """Validate and claim a free, and queue it for the next call holding the lock."""
+        """Validate and claim a free, and queue it for the next call holding the lock.
+
+        Until it is done the chunk stays allocated (and its statistics unchanged): what
+        is observed meanwhile (a snapshot taken under the lock) reads its requested size
+        from the chunk, not from the handle, which is cleared here, without the lock.
+        """
         if chunk.handle is not block or chunk.owner is not self:
             raise self._invalid(block)
         chunk.handle = None  # claimed: a second free fails at once

@@ -143,7 +143,7 @@ class Chunk:
         self.next: Chunk | None = None
         self.state = FREE
         self.handle: Block | None = None  # the live Block; None when free or being freed
-        self.req = 0  # requested bytes, kept while the free is pending
+        self.req = 0  # requested bytes of the allocation it holds (also while its free is pending)
         self.dirty = False  # on the merge list
         self.uses: dict[int, StreamLike] | None = None  # record_stream: stream_id -> stream
         self.markers: list[Marker] | None = None

@@ -49,7 +49,7 @@ def render_segment(device: int, seg: Any) -> dict[str, Any]:
     while chunk is not None:
         state = chunk.state
         live = state != 0
-        req = (chunk.handle.requested_size if state == 1 else chunk.req) if live else 0
+        req = chunk.req if live else 0
         frames = list(chunk.frames or ()) if live else []
         blocks.append(
             {
