@@ -140,14 +140,14 @@ class SegmentCache:
         del chunk.buckets[chunk.size][chunk]
         while prev is not None and prev.state == FREE:
             del prev.buckets[prev.size][prev]
-            prev.state = DEAD
+            prev.state, prev.view = DEAD, None
             chunk.ptr = prev.ptr
             chunk.view = None  # its start moved: a view built for the old start is stale
             chunk.size += prev.size
             prev = prev.prev
         while nxt is not None and nxt.state == FREE:
             del nxt.buckets[nxt.size][nxt]
-            nxt.state = DEAD
+            nxt.state, nxt.view = DEAD, None
             chunk.size += nxt.size
             nxt = nxt.next
         chunk.prev, chunk.next = prev, nxt
@@ -170,7 +170,7 @@ class SegmentCache:
     def _release_segment(self, seg: Segment) -> None:
         chunk = seg.head
         del chunk.buckets[chunk.size][chunk]
-        chunk.state = DEAD
+        chunk.state, chunk.view = DEAD, None  # the cached view holds the host memory: let it go
         del self._segments[seg.ptr]
         seg.host = None
         self._space.give(seg.ptr, seg.size)
