@@ -192,3 +192,19 @@ def test_launch_failures_name_the_users_kernel_not_the_runner() -> None:
     s.launch(broken, mtia.zeros(2), out=mtia.zeros(2))
     with pytest.raises(mtia.KernelError, match="kernel .*broken failed"):
         s.synchronize()
+
+
+def test_an_output_view_reshaped_in_place_by_a_kernel_is_never_reused() -> None:
+    """Outputs reuse the numpy view of the chunk they take over, only while it still matches."""
+    a = mtia.ones(16)
+    c = a + a
+
+    def reshape(v: Any) -> None:
+        v.shape = (4, 4)
+
+    mtia.launch(reshape, c)
+    mtia.synchronize()
+    del c
+    d = a + a  # the same chunk again
+    result = d.numpy()
+    assert result.shape == (16,) and (result == 2).all()

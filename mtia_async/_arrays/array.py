@@ -76,7 +76,7 @@ def new_array(
     a._base = None
     a._offset = 0
     a._strides = None
-    a._view = block.view(shape, dtype) if view and block is not None else None
+    a._view = block.whole_view(shape, dtype) if view and block is not None else None
     return a
 
 

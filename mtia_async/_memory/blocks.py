@@ -149,7 +149,7 @@ class Chunk:
         self.markers: list[Marker] | None = None
         self.frames: Frames | None = None
         self.release_after = False  # empty_cache was asked while its free was pending
-        self.view: tuple[Any, ...] | None = None  # (ndarray, shape, dtype): see Block.view
+        self.view: Any = None  # the last whole-block ndarray: see Block.whole_view
 
 
 class Block:
@@ -170,27 +170,28 @@ class Block:
         """A numpy array of ``shape`` and ``dtype`` over the block's host memory, from ``offset`` bytes.
 
         One ndarray over the segment's host array (no intermediate slice): it keeps that
-        memory alive even if the segment is released meanwhile. The last view of the whole
-        block from its start is kept on the chunk and handed out again for the next block
-        of that chunk while its shape, dtype and strides still match (an operator's output
-        reuses the chunk its predecessor freed: building the ndarray was a sixth of ``a + b``).
-        A view someone reshaped or retyped in place no longer matches and is never reused
-        (setting ``strides`` in place is deprecated by numpy 2.4, which warns).
+        memory alive even if the segment is released meanwhile.
         """
-        chunk = self._chunk
-        if not offset and strides is None:
-            cached = chunk.view
-            if cached is not None and cached[1] == shape and cached[2] is dtype:
-                v: np.ndarray[Any, Any] = cached[0]
-                if v.shape == shape and v.dtype is dtype:
-                    return v
-        seg = chunk.seg
+        seg = self._chunk.seg
         host = seg.host
         if host is None:
             raise ValueError(f"{self!r} was freed and its segment released: its memory is gone")
-        v = np.ndarray(shape, dtype, host, self.ptr - seg.ptr + offset, strides)
-        if not offset and strides is None:
-            chunk.view = (v, shape, dtype)
+        return np.ndarray(shape, dtype, host, self.ptr - seg.ptr + offset, strides)
+
+    def whole_view(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
+        """``view(shape, dtype)`` of the block from its start, reused while it still matches.
+
+        The last such view is kept on the chunk and handed out again for the next block of
+        that chunk of the same shape and dtype (an operator's output reuses the chunk its
+        predecessor freed: building the ndarray was a sixth of ``a + b``). A view someone
+        reshaped or retyped in place no longer matches and is never reused (setting
+        ``strides`` in place is deprecated by numpy 2.4, which warns).
+        """
+        chunk = self._chunk
+        v: np.ndarray[Any, Any] | None = chunk.view
+        if v is not None and v.shape == shape and v.dtype is dtype:
+            return v
+        v = chunk.view = self.view(shape, dtype)
         return v
 
     @property
