@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
+from .._core.instrument import instruments
 from .._core.stream import StreamHandle, foreign_runtime_error
 from .._memory import Block
 from .checks import check_extent, check_index, reshape_target
@@ -77,6 +78,8 @@ def new_array(
     a._offset = 0
     a._strides = None
     a._view = block.whole_view(shape, dtype) if view and block is not None else None
+    if instruments.active:
+        instruments.alloc(a, stream)
     return a
 
 
@@ -157,6 +160,8 @@ class DeviceArray:
     def __del__(self) -> None:
         block = self._block
         if block is not None and self._base is None:
+            if instruments.active:
+                instruments.free(self)
             self._block = None
             self._dev._allocator.free(block)  # type: ignore[union-attr]  # it made the block
 

@@ -23,6 +23,7 @@ import keyword
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .._core.instrument import instruments
 from .._core.stream import foreign_runtime_error
 from .array import DeviceArray
 
@@ -49,17 +50,23 @@ def _check_device(value: DeviceArray, where: str, stream: StreamImpl) -> None:
 def launch_on(stream: StreamImpl, kernel: Callable[..., object], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """Enqueue ``kernel(*args, **kwargs)`` on ``stream``: both facades' ``launch`` (the kernel was checked).
 
+    ``reads=``/``writes=`` among ``kwargs`` are consumed here (the kernel does not get
+    them): the arrays the kernel reads and writes, for the instruments. Without them,
+    every DeviceArray argument counts as read and written.
+
     Raises:
         ValueError: a DeviceArray argument lives on another device (or runtime) than ``stream``.
+        TypeError: ``reads``/``writes`` are not sequences of DeviceArrays.
     """
+    declared: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None
     if kwargs:
+        if "reads" in kwargs or "writes" in kwargs:
+            declared = _declared(kwargs.pop("reads", ()), kwargs.pop("writes", ()), stream)
         flat = (kernel, *args, *kwargs.values())
     elif args:
         flat = (kernel, *args)
     else:
-        stream.q.extend((kernel, args))
-        if stream.token:
-            stream.kick()
+        stream.launch(kernel, args)
         return
     dev = stream.device
     arrays = False
@@ -70,15 +77,38 @@ def launch_on(stream: StreamImpl, kernel: Callable[..., object], args: tuple[Any
             arrays = True
     if kwargs:
         key: Any = (len(args), *kwargs)
-        runner = _RUNNERS.get(key) or runner_for(len(args), tuple(kwargs))
-        stream.q.extend((runner, flat))
+        fn: Callable[..., object] = _RUNNERS.get(key) or runner_for(len(args), tuple(kwargs))
     elif arrays:
-        runner = _RUNNERS.get(len(args)) or runner_for(len(args), ())
-        stream.q.extend((runner, flat))
+        fn = _RUNNERS.get(len(args)) or runner_for(len(args), ())
     else:
-        stream.q.extend((kernel, args))
+        fn, flat = kernel, args
+    if instruments.active:
+        if declared is None:
+            used = tuple(v for v in flat if type(v) is DeviceArray)
+            declared = (used, used)
+        stream.launch(fn, flat, *declared)
+        return
+    stream.q.extend((fn, flat))
     if stream.token:
         stream.kick()
+
+
+def _declared(reads: Any, writes: Any, stream: StreamImpl) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """Validate ``launch``'s ``reads=``/``writes=``: sequences of DeviceArrays on the stream's device."""
+    result = []
+    for name, value in (("reads", reads), ("writes", writes)):
+        if type(value) is DeviceArray or not isinstance(value, (list, tuple)):
+            raise TypeError(
+                f"launch({name}=...) takes a list or tuple of DeviceArrays (those the kernel {name[:-1]}s), "
+                f"got {type(value).__name__}"
+            )
+        for i, v in enumerate(value):
+            if type(v) is not DeviceArray:
+                raise TypeError(f"launch({name}=...) item #{i} is a {type(v).__name__}, not a DeviceArray")
+            if v._dev is not stream.device:
+                _check_device(v, f"{name}[{i}]", stream)
+        result.append(tuple(value))
+    return result[0], result[1]
 
 
 def _where(v: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:

@@ -42,9 +42,11 @@ __all__ = ["array_ufunc", "enqueue", "ufunc_operator"]
 _METHODS = ("__call__", "reduce", "accumulate", "outer")
 
 
-def enqueue(dev: DeviceImpl, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
-    """Enqueue ``fn(*args)`` on the current stream of ``dev``."""
-    stream_of(dev).launch(fn, args)
+def enqueue(
+    dev: DeviceImpl, fn: Callable[..., None], args: tuple[Any, ...], reads: tuple[Any, ...], writes: tuple[Any, ...]
+) -> None:
+    """Enqueue ``fn(*args)`` on the current stream of ``dev``; it reads ``reads`` and writes ``writes``."""
+    stream_of(dev).launch(fn, args, reads, writes)
 
 
 def ufunc_operator(uf: Any, inputs: tuple[Any, ...], out: DeviceArray | None = None) -> Any:
@@ -153,7 +155,8 @@ def _enqueue_call(
     s = stream_of(dev)
     final = tuple([new_array(dev, shape, dt, s) if o is None else o for o, dt in zip(outs, dtypes)])
     if compute and 0 not in shape:
-        s.launch(ufunc_kernel, (uf if method == "__call__" else getattr(uf, method), ins, final, kw))
+        reads = tuple(x for x in (*ins, kw.get("where")) if type(x) is DeviceArray)
+        s.launch(ufunc_kernel, (uf if method == "__call__" else getattr(uf, method), ins, final, kw), reads, final)
     return final[0] if len(final) == 1 else final
 
 

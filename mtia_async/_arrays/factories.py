@@ -80,7 +80,7 @@ def _filled(shape: ShapeLike, dtype: npt.DTypeLike | None, device: DeviceLike, v
     out = empty(shape, dtype, device)
     if out._block is not None:
         s = stream_of(out._dev)
-        s.launch(fill_kernel, (out, value))
+        s.launch(fill_kernel, (out, value), (), (out,))
     return out
 
 

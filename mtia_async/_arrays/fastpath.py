@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._core.context import stream_of
+from .._core.instrument import instruments
 from .array import DeviceArray, new_array
 from .caches import BIN_CACHE, GU_CACHE, OUT_CACHE, RED_CACHE, UN_CACHE, int_key
 from .dispatch import array_ufunc, ufunc_operator
@@ -52,11 +53,19 @@ def _launch_fresh(kernel: Callable[..., None], uf: Any, a: Any, b: Any, dev: Dev
     out = new_array(dev, shape, dt, s, True)
     z = out._view
     if z is not None:  # else empty: nothing to compute
-        if b is UNARY:
-            s.launch(kernel, (uf, a, z))
-        else:
-            s.launch(kernel, (uf, a, b, z))
+        args = (uf, a, z) if b is UNARY else (uf, a, b, z)
+        if instruments.active:
+            s.launch(kernel, args, _arrays(a, b), (out,))
+        else:  # StreamImpl.launch, inlined: the hot path
+            s.q.extend((kernel, args))
+            if s.token:
+                s.kick()
     return out
+
+
+def _arrays(*values: Any) -> tuple[DeviceArray, ...]:
+    """The DeviceArrays among ``values`` (what a kernel reads), for the instruments."""
+    return tuple(v for v in values if type(v) is DeviceArray)
 
 
 def binop(uf: Any, a: DeviceArray, b: Any) -> Any:
@@ -139,7 +148,13 @@ def out_call(uf: Any, a: Any, b: Any, o: DeviceArray) -> Any:
         if (sa if sa == sb else broadcast((sa, sb, o._shape))) != o._shape:
             return None
     if o._block is not None:
-        stream_of(dev).launch(ufunc_out, (uf, a, b, o))
+        s = stream_of(dev)
+        if instruments.active:
+            s.launch(ufunc_out, (uf, a, b, o), _arrays(a, b), (o,))
+        else:  # StreamImpl.launch, inlined: the hot path
+            s.q.extend((ufunc_out, (uf, a, b, o)))
+            if s.token:
+                s.kick()
     return o
 
 
@@ -165,7 +180,12 @@ def reduce_fast(uf: Any, a: DeviceArray, axis: Any, keepdims: bool) -> DeviceArr
     out = new_array(dev, shape, dt, s, True)
     z = out._view
     if z is not None:
-        s.launch(reduce_kernel, (uf.reduce, a, z, axis, keepdims))
+        if instruments.active:
+            s.launch(reduce_kernel, (uf.reduce, a, z, axis, keepdims), (a,), (out,))
+        else:  # StreamImpl.launch, inlined: the hot path
+            s.q.extend((reduce_kernel, (uf.reduce, a, z, axis, keepdims)))
+            if s.token:
+                s.kick()
     return out
 
 

@@ -116,7 +116,7 @@ def statistic(fn: Any, a: DeviceArray, axis: Any, dtype: Any, out: Any, keepdims
     if where is not None:
         call["where"] = where
     if a.size or target.size:
-        enqueue(a._dev, function_kernel, (fn, a, target, call))
+        enqueue(a._dev, function_kernel, (fn, a, target, call), (a,) if where is None else (a, where), (target,))
     return target
 
 
@@ -133,7 +133,7 @@ def argreduce(fn: Any, a: DeviceArray, axis: Any, out: Any, keepdims: bool) -> A
     target = _reduction_target(fn, a, axes, out, keepdims, np.dtype(np.intp))
     if target._dtype != np.intp:
         raise TypeError(f"out= of {fn.__name__} must have dtype {np.dtype(np.intp)}, got {target._dtype}")
-    enqueue(a._dev, function_kernel, (fn, a, target, {"axis": axis, "keepdims": keepdims}))
+    enqueue(a._dev, function_kernel, (fn, a, target, {"axis": axis, "keepdims": keepdims}), (a,), (target,))
     return target
 
 

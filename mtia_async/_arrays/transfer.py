@@ -73,7 +73,7 @@ def from_host(obj: Any, dtype: np.dtype[Any] | None, dev: DeviceImpl) -> DeviceA
     s = stream_of(dev)
     arr = new_array(dev, host.shape, dt, s)
     if arr._block is not None:
-        s.launch(copy_kernel, (arr, host))
+        s.launch(copy_kernel, (arr, host), (), (arr,))
     return arr
 
 
@@ -112,7 +112,7 @@ def setitem(target: DeviceArray, value: Any) -> None:
     shape = target._shape
     if type(value) in SCALARS:  # the common case: no shape to check
         if target._block is not None:
-            stream_of(target._dev).launch(setitem_kernel, (target, _scalar_source(target._dtype, value)))
+            stream_of(target._dev).launch(setitem_kernel, (target, _scalar_source(target._dtype, value)), (), (target,))
         return
     if type(value) is DeviceArray:
         if value._dev is not target._dev:
@@ -133,7 +133,8 @@ def setitem(target: DeviceArray, value: Any) -> None:
             f"into shape {fmt_shape(shape)}"
         )
     if target._block is not None:
-        stream_of(target._dev).launch(setitem_kernel, (target, src))
+        reads = (src,) if type(src) is DeviceArray else ()
+        stream_of(target._dev).launch(setitem_kernel, (target, src), reads, (target,))
 
 
 # --- device to host ---------------------------------------------------------------------------
@@ -141,14 +142,14 @@ def _copy_to_host(a: DeviceArray) -> tuple[np.ndarray[Any, Any], Mark]:
     """Enqueue a copy of ``a`` into a new host array on the current stream; the mark after it."""
     s = stream_of(a._dev)
     host = np.empty(a._shape, a._dtype)
-    s.launch(copy_kernel, (host, a))
-    return host, s.record_mark()
+    s.launch(copy_kernel, (host, a), (a,), ())
+    return host, s.record_mark("a copy to the host (to_host()/numpy())")
 
 
 async def to_host(a: DeviceArray) -> np.ndarray[Any, Any]:
     """``await a.to_host()``: a copy kernel on the current stream, then await it."""
     host, mark = _copy_to_host(a)
-    await wait_mark_async(mark)
+    await wait_mark_async(mark, "DeviceArray.to_host()")
     return host
 
 
@@ -170,7 +171,7 @@ def astype(a: DeviceArray, dtype: object, copy: bool) -> DeviceArray:
     s = stream_of(dev)
     out = new_array(dev, a._shape, dt, s)
     if out._block is not None:
-        s.launch(copy_kernel, (out, a))
+        s.launch(copy_kernel, (out, a), (a,), (out,))
     return out
 
 
@@ -190,7 +191,7 @@ def to_device(a: DeviceArray, device: object) -> DeviceArray:
     out = new_array(dst, a._shape, a._dtype, dst_stream)
     if out._block is not None:
         src_stream = stream_of(a._dev)
-        dst_stream.wait_mark(src_stream.record_mark())
-        dst_stream.launch(copy_kernel, (out, a))
-        src_stream.wait_mark(dst_stream.record_mark())
+        dst_stream.wait_mark(src_stream.record_event())
+        dst_stream.launch(copy_kernel, (out, a), (a,), (out,))
+        src_stream.wait_mark(dst_stream.record_event())
     return out

@@ -13,11 +13,12 @@ import inspect
 import itertools
 import types
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import _forksafe as forksafe
 from .._exceptions import fresh_copy
+from .instrument import Capture, instruments
 from .mark import Clear, Failures, Mark, WaitOn
 
 if TYPE_CHECKING:
@@ -189,6 +190,7 @@ class StreamImpl:
         "token",
         "unreported",
         "closed",
+        "capture",
         "__weakref__",
     )
 
@@ -201,13 +203,23 @@ class StreamImpl:
         self.token = [True]
         self.unreported: Failures = ()  # failures not yet reported; written by the draining worker only
         self.closed: BaseException | None = None  # why the stream takes no more work (shutdown, fork, crash)
+        self.capture: Capture | None = None  # set while the stream captures a graph (instrument.py)
 
     def __repr__(self) -> str:
         return f"<stream {self.stream_id} on mtia:{self.device.index}, priority {self.priority}>"
 
     # --- enqueueing (any thread) -------------------------------------------------
-    def launch(self, kernel: Callable[..., object], args: tuple[Any, ...]) -> None:
-        """Append ``kernel(*args)`` to the FIFO (the kernel was checked by the caller)."""
+    def launch(
+        self, kernel: Callable[..., object], args: tuple[Any, ...], reads: Sequence[Any] = (), writes: Sequence[Any] = ()
+    ) -> None:
+        """Append ``kernel(*args)`` to the FIFO (the kernel was checked by the caller).
+
+        ``reads``/``writes``: the arrays the kernel reads and writes, for the instruments
+        (the sanitizer checks them, a capture records them); one flag read when none is on.
+        """
+        if instruments.active:
+            instruments.launch(self, kernel, args, reads, writes)
+            return
         self.q.extend((kernel, args))
         if self.token:
             self.kick()
@@ -225,8 +237,28 @@ class StreamImpl:
         if self.token:
             self.kick()
 
-    def record_mark(self) -> Mark:
-        """Enqueue and return a mark: it completes once all work enqueued so far is done."""
+    def record_mark(self, what: str = "a host wait") -> Mark:
+        """Enqueue and return a mark: it completes once all work enqueued so far is done.
+
+        For a host wait or a copy to the host (``what`` names it), which a capturing
+        stream cannot hold: its capture refuses it.
+        """
+        if self.capture is not None:
+            raise self.capture.forbidden(self, what)
+        mark = Mark(self)
+        self.push_special(mark)
+        return mark
+
+    def record_event(self) -> Mark:
+        """Enqueue and return an event's mark (``Event.record``); a capture records it instead."""
+        if instruments.active:
+            capture = self.capture
+            if capture is not None:
+                return capture.record(self)
+            mark = Mark(self)
+            self.push_special(mark)
+            instruments.record(self, mark)
+            return mark
         mark = Mark(self)
         self.push_special(mark)
         return mark
@@ -234,11 +266,20 @@ class StreamImpl:
     def wait_mark(self, mark: Mark) -> None:
         """Make later work on this stream wait until ``mark`` is done (never blocks).
 
+        A capture (this stream's, or that of the captured event ``mark`` belongs to)
+        records the wait instead: that is how another stream joins a capture.
+
         Raises:
             ValueError: ``mark`` belongs to another runtime (one that was shut down).
         """
         if mark.stream.device.runtime is not self.device.runtime:
             raise foreign_runtime_error("the event or stream waited for")
+        if instruments.active:
+            capture = self.capture if self.capture is not None else getattr(mark, "capture", None)
+            if capture is not None:
+                capture.wait(self, mark)
+                return
+            instruments.wait(self, mark)
         if mark.done and not mark.failures:
             return
         self.push_special(WaitOn(mark))
@@ -252,8 +293,11 @@ class StreamImpl:
         """Return a mark to wait on for "all work so far", or None when already drained.
 
         A drained stream with unreported failures gets a completed, failed mark so the
-        wait raises them (no hop either way).
+        wait raises them (no hop either way); so does any drained stream while the
+        instruments are on (they see the host wait). A capturing stream refuses.
         """
+        if self.capture is not None:
+            raise self.capture.forbidden(self, "synchronize()")
         if self.token and not self.q:
             failures = self.unreported
             if failures:
@@ -261,7 +305,8 @@ class StreamImpl:
             if not failures:
                 if self.closed is not None:
                     raise self.closed_error()
-                return None
+                if not instruments.active:
+                    return None
             mark = Mark(self)
             mark.done = True
             mark.failures = failures
@@ -282,4 +327,6 @@ class StreamImpl:
             mark = Mark(self)
             mark.done = True
             return mark
-        return self.record_mark()
+        mark = Mark(self)  # not record_mark(): a capture does not hold the real queue's work
+        self.push_special(mark)
+        return mark

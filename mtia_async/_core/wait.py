@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from typing import Any
 
 from .._exceptions import KernelError, fresh_copy
 from .._thread_role import blocking_refused, flags, running_async_library
+from .instrument import instruments
 from .mark import Failure, Mark, block_on
+
+_perf_ns = time.perf_counter_ns
 
 __all__ = [
     "check_may_block",
@@ -68,34 +72,49 @@ def _check_may_await() -> None:
         )
 
 
-async def wait_marks_async(marks: list[Mark]) -> None:
+async def wait_marks_async(marks: list[Mark], what: str = "synchronize()") -> None:
     """Await every mark (even after one failed), then raise their failures."""
     _check_may_await()
+    started = _perf_ns() if instruments.active else 0
     for mark in marks:
         if not mark.done:
             await _wait_async_raw(mark)
+    if instruments.active:
+        instruments.host_wait(marks, started, what)
     raise_failures(marks)
 
 
 def wait_marks_blocking(marks: list[Mark], what: str) -> None:
     """Block until every mark is done, then raise their failures."""
     check_may_block(what)
+    started = _perf_ns() if instruments.active else 0
     for mark in marks:
         if not mark.done:
             block_on(mark)
+    if instruments.active:
+        instruments.host_wait(marks, started, what)
     raise_failures(marks)
 
 
-async def wait_mark_async(mark: Mark) -> None:
+async def wait_mark_async(mark: Mark, what: str = "await") -> None:
     """Await ``mark`` in the running trio or asyncio loop; raise its failures if any.
 
     Cancellation raises at once and unregisters the waiter; the work still runs.
+
+    Args:
+        mark: what to wait for.
+        what: the wait, as the instruments name it (``"Stream.synchronize()"``, ...).
 
     Raises:
         RuntimeError: inside a kernel, or with no trio or asyncio loop running.
     """
     _check_may_await()
-    if not mark.done:
+    if instruments.active:
+        started = _perf_ns()
+        if not mark.done:
+            await _wait_async_raw(mark)
+        instruments.host_wait((mark,), started, what)
+    elif not mark.done:
         await _wait_async_raw(mark)
     if mark.failures:
         raise_failures([mark])
@@ -159,7 +178,12 @@ def wait_mark_blocking(mark: Mark | None, what: str) -> None:
     """Block the calling thread until ``mark`` (None: nothing) is done; raise its failures."""
     check_may_block(what)
     if mark is not None:
-        if not mark.done:
+        if instruments.active:
+            started = _perf_ns()
+            if not mark.done:
+                block_on(mark)
+            instruments.host_wait((mark,), started, what)
+        elif not mark.done:
             block_on(mark)
         if mark.failures:
             raise_failures([mark])

@@ -31,7 +31,7 @@ class Event(EventBase):
         """
         mark = self._mark
         if mark is not None:
-            await wait_mark_async(mark)
+            await wait_mark_async(mark, "Event.synchronize()")
 
     def __await__(self) -> Generator[Any, None, None]:
         """``await e`` is ``await e.synchronize()``."""
@@ -59,7 +59,7 @@ class Stream(StreamBase[Event]):
         """
         mark = self._impl.sync_mark()
         if mark is not None:
-            await wait_mark_async(mark)
+            await wait_mark_async(mark, "Stream.synchronize()")
 
 
 current_stream, default_stream = stream_getters(Stream)

@@ -158,7 +158,9 @@ class StreamBase(StreamHandle, Generic[E]):
             return
         if other.device.runtime is not self._impl.device.runtime:
             raise foreign_runtime_error("the stream waited for")
-        mark = other.sync_mark()
+        # From a capturing stream this forks the capture (an event recorded there); else
+        # "all work enqueued on ``stream`` so far", which costs nothing when it is drained.
+        mark = other.record_event() if other.capture is not None else other.sync_mark()
         if mark is not None:
             self._impl.wait_mark(mark)
 

@@ -57,7 +57,7 @@ class EventBase:
                 f"Event was recorded on mtia:{old.stream.device.index} and cannot be recorded on a "
                 f"stream of mtia:{impl.device.index}; create a new Event for that device"
             )
-        self._mark = impl.record_mark()
+        self._mark = impl.record_event()
 
     def query(self) -> bool:
         """True when the recorded work is done, or the event was never recorded."""

@@ -88,7 +88,8 @@ def _launch(
     out = new_array(dev, shape, dt, s)  # OutOfMemoryError here, before reserving anything
     if out.size:
         key, start = gen._reserve(blocks)
-        s.launch(kernel, (out, key, start, *params))
+        reads = tuple(p for p in params if type(p) is DeviceArray)  # bernoulli's array of probabilities
+        s.launch(kernel, (out, key, start, *params), reads, (out,))
     return out
 
 
