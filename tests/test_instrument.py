@@ -7,7 +7,6 @@ of operation, every hook, raising and wrapping observers, the flag going on and 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
