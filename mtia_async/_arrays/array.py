@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 import numpy as np
 
@@ -92,26 +92,48 @@ def as_view(v: DeviceArray | Any) -> Any:
 
 
 SCALARS = (int, float, complex, bool)
-_Op = Callable[["DeviceArray", Any], Any]
+Operand: TypeAlias = "DeviceArray | int | float | complex | bool | np.generic | np.ndarray[Any, Any]"
+"""What an operator takes on the other side: a DeviceArray of the same device, a scalar, or host data."""
+_Op = Callable[["DeviceArray", Operand], "DeviceArray"]
 
 
 def _ops(uf: np.ufunc) -> tuple[_Op, _Op, _Op]:
     """The operator methods ``a op b``, ``b op a`` and ``a op= b`` of a binary ufunc."""
 
-    def op(self: DeviceArray, other: Any) -> Any:
-        return _dispatch.binop(uf, self, other)
+    def op(self: DeviceArray, other: Operand) -> DeviceArray:
+        result: DeviceArray = _dispatch.binop(uf, self, other)
+        return result
 
-    def rop(self: DeviceArray, other: Any) -> Any:
-        return _dispatch.rbinop(uf, self, other)
+    def rop(self: DeviceArray, other: Operand) -> DeviceArray:
+        result: DeviceArray = _dispatch.rbinop(uf, self, other)
+        return result
 
-    def iop(self: DeviceArray, other: Any) -> Any:
-        return _dispatch.ibinop(uf, self, other)
+    def iop(self: DeviceArray, other: Operand) -> DeviceArray:
+        result: DeviceArray = _dispatch.ibinop(uf, self, other)
+        return result
 
     return op, rop, iop
 
 
 def _cmp(uf: np.ufunc) -> _Op:
     return _ops(uf)[0]
+
+
+def _divmod(uf: np.ufunc) -> tuple[
+    Callable[[DeviceArray, Operand], tuple[DeviceArray, DeviceArray]],
+    Callable[[DeviceArray, Operand], tuple[DeviceArray, DeviceArray]],
+]:  # fmt: skip
+    """``divmod(a, b)`` and ``divmod(b, a)``: two outputs."""
+
+    def op(self: DeviceArray, other: Operand) -> tuple[DeviceArray, DeviceArray]:
+        result: tuple[DeviceArray, DeviceArray] = _dispatch.binop(uf, self, other)
+        return result
+
+    def rop(self: DeviceArray, other: Operand) -> tuple[DeviceArray, DeviceArray]:
+        result: tuple[DeviceArray, DeviceArray] = _dispatch.rbinop(uf, self, other)
+        return result
+
+    return op, rop
 
 
 def _un(uf: np.ufunc) -> Callable[[DeviceArray], DeviceArray]:
@@ -262,8 +284,11 @@ class DeviceArray:
     __str__ = __repr__
 
     # --- no implicit host copies -----------------------------------------------------
-    def __array__(self, dtype: object = None, copy: object = None) -> NoReturn:
-        _implicit("np.asarray(DeviceArray)")
+    if not TYPE_CHECKING:  # hidden from type checkers: a DeviceArray is not "array-like" to them,
+        # so numpy's stubs type np.exp(a) by __array_ufunc__ (Any), not as a host ndarray.
+
+        def __array__(self, dtype: object = None, copy: object = None) -> NoReturn:
+            _implicit("np.asarray(DeviceArray)")
 
     def __bool__(self) -> NoReturn:
         _implicit("bool(DeviceArray)")
@@ -381,47 +406,47 @@ class DeviceArray:
         return _reductions.array_function(func, args, kwargs)
 
     # reductions (kernels; the result is a DeviceArray, 0-d for a full reduction)
-    def sum(self, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> Any:
+    def sum(self, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> DeviceArray:
         """Sum over ``axis`` (all by default), as ``ndarray.sum``; ``initial=``, ``where=`` accepted."""
         return _reductions.reduce(np.add, self, axis, dtype, out, keepdims, kw)
 
-    def prod(self, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> Any:
+    def prod(self, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> DeviceArray:
         """Product over ``axis``, as ``ndarray.prod``."""
         return _reductions.reduce(np.multiply, self, axis, dtype, out, keepdims, kw)
 
-    def max(self, axis: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> Any:
+    def max(self, axis: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> DeviceArray:
         """Maximum over ``axis``, as ``ndarray.max`` (NaN propagates)."""
         return _reductions.reduce(np.maximum, self, axis, None, out, keepdims, kw)
 
-    def min(self, axis: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> Any:
+    def min(self, axis: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> DeviceArray:
         """Minimum over ``axis``, as ``ndarray.min`` (NaN propagates)."""
         return _reductions.reduce(np.minimum, self, axis, None, out, keepdims, kw)
 
-    def mean(self, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> Any:
+    def mean(self, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> DeviceArray:
         """Mean over ``axis``, as ``ndarray.mean``."""
         return _reductions.statistic(np.mean, self, axis, dtype, out, keepdims, kw)
 
-    def std(self, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any = 0, keepdims: bool = False, **kw: Any) -> Any:
+    def std(self, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any = 0, keepdims: bool = False, **kw: Any) -> DeviceArray:
         """Standard deviation over ``axis``, as ``ndarray.std``."""
         return _reductions.statistic(np.std, self, axis, dtype, out, keepdims, dict(kw, ddof=ddof))
 
-    def var(self, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any = 0, keepdims: bool = False, **kw: Any) -> Any:
+    def var(self, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any = 0, keepdims: bool = False, **kw: Any) -> DeviceArray:
         """Variance over ``axis``, as ``ndarray.var``."""
         return _reductions.statistic(np.var, self, axis, dtype, out, keepdims, dict(kw, ddof=ddof))
 
-    def any(self, axis: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> Any:
+    def any(self, axis: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> DeviceArray:
         """Whether any element along ``axis`` is true (a bool DeviceArray)."""
         return _reductions.statistic(np.any, self, axis, None, out, keepdims, kw)
 
-    def all(self, axis: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> Any:
+    def all(self, axis: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> DeviceArray:
         """Whether all elements along ``axis`` are true (a bool DeviceArray)."""
         return _reductions.statistic(np.all, self, axis, None, out, keepdims, kw)
 
-    def argmax(self, axis: Any = None, out: Any = None, *, keepdims: bool = False) -> Any:
+    def argmax(self, axis: Any = None, out: Any = None, *, keepdims: bool = False) -> DeviceArray:
         """Indices of the maxima along ``axis`` (of the flattened array by default)."""
         return _reductions.argreduce(np.argmax, self, axis, out, keepdims)
 
-    def argmin(self, axis: Any = None, out: Any = None, *, keepdims: bool = False) -> Any:
+    def argmin(self, axis: Any = None, out: Any = None, *, keepdims: bool = False) -> DeviceArray:
         """Indices of the minima along ``axis`` (of the flattened array by default)."""
         return _reductions.argreduce(np.argmin, self, axis, out, keepdims)
 
@@ -438,20 +463,23 @@ class DeviceArray:
     __lshift__, __rlshift__, __ilshift__ = _ops(np.left_shift)
     __rshift__, __rrshift__, __irshift__ = _ops(np.right_shift)
     __matmul__, __rmatmul__, __imatmul__ = _ops(np.matmul)
-    __divmod__, __rdivmod__, _ = _ops(np.divmod)
+    __divmod__, __rdivmod__ = _divmod(np.divmod)
     __lt__, __gt__, __le__, __ge__ = _cmp(np.less), _cmp(np.greater), _cmp(np.less_equal), _cmp(np.greater_equal)
-    __eq__, __ne__ = _cmp(np.equal), _cmp(np.not_equal)
+    __eq__ = _cmp(np.equal)  # type: ignore[assignment]  # elementwise, as numpy's: a DeviceArray, not a bool
+    __ne__ = _cmp(np.not_equal)  # type: ignore[assignment]
     __neg__, __pos__, __abs__, __invert__ = _un(np.negative), _un(np.positive), _un(np.absolute), _un(np.invert)
-    del _
 
-    def __pow__(self, other: Any, mod: Any = None) -> Any:
-        return _dispatch.binop(np.power, self, other) if mod is None else NotImplemented
+    def __pow__(self, other: Operand, mod: None = None) -> DeviceArray:
+        result: DeviceArray = _dispatch.binop(np.power, self, other) if mod is None else NotImplemented
+        return result
 
-    def __rpow__(self, other: Any, mod: Any = None) -> Any:
-        return _dispatch.rbinop(np.power, self, other) if mod is None else NotImplemented
+    def __rpow__(self, other: Operand, mod: None = None) -> DeviceArray:
+        result: DeviceArray = _dispatch.rbinop(np.power, self, other) if mod is None else NotImplemented
+        return result
 
-    def __ipow__(self, other: Any, mod: Any = None) -> Any:
-        return _dispatch.ibinop(np.power, self, other) if mod is None else NotImplemented
+    def __ipow__(self, other: Operand, mod: None = None) -> DeviceArray:
+        result: DeviceArray = _dispatch.ibinop(np.power, self, other) if mod is None else NotImplemented
+        return result
 
 
 # Last: these modules implement DeviceArray's operations and import DeviceArray from here.

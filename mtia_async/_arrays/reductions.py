@@ -52,14 +52,14 @@ def check_keywords(method: str, kw: dict[str, Any], allowed: tuple[str, ...]) ->
     )
 
 
-def reduce(uf: Any, a: DeviceArray, axis: Any, dtype: Any, out: Any, keepdims: bool, kw: dict[str, Any]) -> Any:
+def reduce(uf: Any, a: DeviceArray, axis: Any, dtype: Any, out: Any, keepdims: bool, kw: dict[str, Any]) -> DeviceArray:
     """``a.sum()`` and friends: ``uf.reduce`` with ndarray's defaults (all axes)."""
     if kw:
         check_keywords(_METHOD_NAMES.get(uf, uf.__name__), kw, ("initial", "where"))
     if dtype is None and out is None and not kw:
-        result = reduce_fast(uf, a, axis, bool(keepdims))
-        if result is not None:
-            return result
+        fast = reduce_fast(uf, a, axis, bool(keepdims))
+        if fast is not None:
+            return fast
     kwargs = dict(kw, axis=axis)
     if dtype is not None:
         kwargs["dtype"] = dtype
@@ -70,7 +70,8 @@ def reduce(uf: Any, a: DeviceArray, axis: Any, dtype: Any, out: Any, keepdims: b
     for k in ("initial", "where"):
         if kwargs.get(k, None) is _NO_VALUE:
             del kwargs[k]
-    return array_ufunc(uf, "reduce", (a,), kwargs)
+    result: DeviceArray = array_ufunc(uf, "reduce", (a,), kwargs)
+    return result
 
 
 def _reduction_target(
@@ -89,7 +90,7 @@ def _reduction_target(
     return out
 
 
-def statistic(fn: Any, a: DeviceArray, axis: Any, dtype: Any, out: Any, keepdims: bool, kw: dict[str, Any]) -> Any:
+def statistic(fn: Any, a: DeviceArray, axis: Any, dtype: Any, out: Any, keepdims: bool, kw: dict[str, Any]) -> DeviceArray:
     """``np.mean/std/var/any/all`` over ``axis`` as a kernel calling ``fn(view, out=...)``."""
     check_keywords(fn.__name__, kw, ("where", "ddof"))
     kw = {k: v for k, v in kw.items() if v is not _NO_VALUE}
@@ -120,7 +121,7 @@ def statistic(fn: Any, a: DeviceArray, axis: Any, dtype: Any, out: Any, keepdims
     return target
 
 
-def argreduce(fn: Any, a: DeviceArray, axis: Any, out: Any, keepdims: bool) -> Any:
+def argreduce(fn: Any, a: DeviceArray, axis: Any, out: Any, keepdims: bool) -> DeviceArray:
     """``a.argmax()`` / ``a.argmin()``: indices (intp), as numpy."""
     if axis is None:
         axes = tuple(range(a.ndim))
