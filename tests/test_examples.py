@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from _support import ROOT
+from _support import ROOT, run_process
 
 EXAMPLES = os.path.join(ROOT, "examples")
 
@@ -19,8 +19,7 @@ EXAMPLES = os.path.join(ROOT, "examples")
 def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MTIA_ASYNC_")}
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env,
-                          cwd=ROOT, stdin=subprocess.DEVNULL)
+    return run_process([sys.executable, *args], timeout=timeout, env=env, cwd=ROOT)
 
 
 def test_the_torch_style_port_runs() -> None:

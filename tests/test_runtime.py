@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _support import ROOT, Payload, join_all, run_python
+from _support import ROOT, Payload, join_all, run_process, run_python
 
 import mtia_async as mtia
 import mtia_async.sync as mtia_sync
@@ -310,7 +310,7 @@ def test_F9_fork_before_init_and_spawn_both_work(tmp_path: Path) -> None:
             % ROOT
         )
     )
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=40)
+    result = run_process([sys.executable, str(script)], timeout=40)
     assert result.returncode == 0, result.stderr
     assert "spawned ([1], 0)" in result.stdout  # the spawned child sees none of the parent's segments
     assert "exitcode 0" in result.stdout
@@ -559,3 +559,35 @@ def test_objects_of_a_shut_down_runtime_say_so() -> None:
                 pass
         with pytest.raises(ValueError, match="shut down"):
             mtia_sync.set_stream(old_stream)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_timed_out_child_leaves_no_orphan_behind(tmp_path: Path) -> None:
+    """The test harness itself: a hung forked grandchild must not outlive its test (one did, once)."""
+    pid_file = tmp_path / "pid"
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_python(
+            f"""
+            import os, time
+            pid = os.fork()
+            if pid == 0:
+                time.sleep(120)
+                os._exit(0)
+            open({str(pid_file)!r}, "w").write(str(pid))
+            time.sleep(120)
+            """,
+            timeout=3,
+        )
+    grandchild = int(pid_file.read_text())
+
+    def gone() -> bool:
+        try:
+            with open(f"/proc/{grandchild}/status") as f:
+                return "State:\tZ" in f.read()  # killed, waiting for init to reap it
+        except FileNotFoundError:
+            return True
+
+    deadline = time.monotonic() + 10
+    while not gone() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gone()

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
 
-from _support import ROOT
+from _support import ROOT, run_process
 from mtia_async.bench._harness import Context
 from mtia_async.bench.service_app import IN, MAX_ROWS, create_app, forward, make_weights, parse_inputs
 from mtia_async.bench.suites_service import CONNECTIONS, drive, run_service
@@ -67,8 +66,8 @@ def test_a_server_stops_by_itself() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MTIA_ASYNC_")}
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     t0 = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "mtia_async.bench.service_app", "--port", "0", "--max-seconds", "1"],
-                            capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+    result = run_process([sys.executable, "-m", "mtia_async.bench.service_app", "--port", "0", "--max-seconds", "1"],
+                         timeout=60, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("serving mtia on http://127.0.0.1:")
     assert time.monotonic() - t0 < 30

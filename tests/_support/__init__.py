@@ -25,7 +25,7 @@ from .fakes import FakeMarker, FakeStream, checked, stats_of
 from .kernels import Payload, boom, noop
 from .leakcheck import LEAK_KEYS, device_usage, no_leaks, settle
 from .memory import GiB, KiB, MiB, assert_reset, block_at, block_state, state_at
-from .process import ROOT, SPEC_DIR, run_module, run_python
+from .process import ROOT, SPEC_DIR, run_module, run_process, run_python
 from .rng import seeded
 from .threads import join_all, wait_until
 
@@ -49,6 +49,7 @@ __all__ = [
     "no_leaks",
     "noop",
     "run_module",
+    "run_process",
     "run_python",
     "seeded",
     "settle",
