@@ -58,6 +58,19 @@ class AllocatorViews(SegmentCache):
             self._refresh()
             return build_stats(self._small, self._large, self._all, self._slow, self._counts)
 
+    def allocated_bytes(self) -> int:
+        """Bytes in live allocations (``allocated_bytes.all.current``), without building the statistics."""
+        with self._locked():
+            return self._all.nbytes
+
+    def reserved_unlocked(self) -> int:
+        """Reserved bytes now, read without the lock: the profiler's memory counter, from any thread.
+
+        Two integer reads; a worker thread may call it (it never takes the allocator lock).
+        A call changing the cache at that moment may be half seen: the value can lag by it.
+        """
+        return self._reserved()
+
     def reset_peak_memory_stats(self) -> None:
         """Set every peak to its current value; nothing else changes."""
         with self._locked():
