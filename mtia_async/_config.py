@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -19,8 +20,9 @@ ENV_VARS = {
     "device_count": "MTIA_ASYNC_DEVICE_COUNT",
     "device_memory": "MTIA_ASYNC_DEVICE_MEMORY",
     "workers": "MTIA_ASYNC_WORKERS",
+    "cluster": "MTIA_ASYNC_CLUSTER",
 }
-SETTINGS = (*ENV_VARS, "blas_threads")
+SETTINGS = (*ENV_VARS, "blas_threads", "devices_per_worker", "cluster_timeout")
 
 MAX_DEVICES = 64
 MAX_WORKERS = 256
@@ -43,6 +45,9 @@ _UNITS = {
     "tb": 10**12,
 }
 _MEM_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+# A Dask address: "tcp://host:port" (any comm scheme Dask knows), or "host:port" (tcp).
+_ADDRESS_RE = re.compile(r"^(?:(?:tcp|tls|inproc|ucx|ws|wss)://)?(?:\[[0-9a-fA-F:.]+\]|[\w.-]+)(?::\d{1,5})?(?:/\S*)?$")
+MAX_DEVICES_PER_WORKER = 16
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,9 @@ class Config:
     device_memory: int
     workers: int
     blas_threads: int  # BLAS threads per process while the runtime lives; 0 = leave BLAS alone
+    cluster: object = None  # None: local devices; else a Dask address, Client or cluster (docs/cluster.md)
+    devices_per_worker: int = 1  # with a cluster: devices held by each Dask worker
+    cluster_timeout: int = 10  # with a cluster: seconds init may take to reach it
 
 
 def _short(value: object) -> str:
@@ -125,15 +133,48 @@ def _parse_int(value: object, name: str, low: int, high: int) -> int:
     return value
 
 
-def validate_setting(key: str, value: object, name: str | None = None) -> int:
+def check_cluster(value: object, name: str = "cluster") -> object:
+    """Validate the ``cluster`` setting: None, a Dask address, or a distributed Client or cluster.
+
+    Raises:
+        ValueError: a str that is not a Dask address (``tcp://host:port``, ``host:port``).
+        TypeError: neither None, a str, nor a ``distributed.Client`` / cluster object.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not text or len(text) > 300 or not _ADDRESS_RE.match(text):
+            raise ValueError(
+                f"{name}={_short(value)} is not a Dask scheduler address; use 'tcp://HOST:PORT' (e.g. "
+                "'tcp://127.0.0.1:8786', as `dask scheduler` prints) or HOST:PORT"
+            )
+        return text
+    module = sys.modules.get("distributed")
+    if module is not None and isinstance(value, (module.Client, module.deploy.Cluster)):
+        return value
+    raise TypeError(
+        f"{name} must be a Dask scheduler address (str), a distributed.Client or a distributed.LocalCluster "
+        f"(or another distributed cluster object), got {type(value).__name__} {_short(value)}"
+    )
+
+
+def validate_setting(key: str, value: object, name: str | None = None) -> object:
     """Validate one setting and return its normalised value.
 
     Args:
-        key: ``device_count``, ``device_memory`` or ``workers``.
+        key: ``device_count``, ``device_memory``, ``workers``, ``blas_threads``,
+            ``cluster``, ``devices_per_worker`` or ``cluster_timeout``.
         value: the raw value (int, or str as found in the environment).
         name: how to name the setting in messages (defaults to ``key``).
     """
     label = name or key
+    if key == "cluster":
+        return check_cluster(value, label)
+    if key == "devices_per_worker":
+        return _parse_int(value, label, 1, MAX_DEVICES_PER_WORKER)
+    if key == "cluster_timeout":
+        return _parse_int(value, label, 1, 3600)
     if key == "device_count":
         return _parse_int(value, label, 1, MAX_DEVICES)
     if key == "workers":
@@ -145,13 +186,13 @@ def validate_setting(key: str, value: object, name: str | None = None) -> int:
     raise TypeError(f"unknown setting {key!r}; valid settings are {', '.join(SETTINGS)}")
 
 
-def resolve_config(overrides: dict[str, int]) -> Config:
+def resolve_config(overrides: dict[str, object]) -> Config:
     """Combine ``configure()`` overrides, environment variables and defaults.
 
     Raises:
         ValueError: an environment variable holds a bad value (named in the message).
     """
-    values: dict[str, int] = {}
+    values: dict[str, object] = {}
     for key, env in ENV_VARS.items():
         if key in overrides:
             values[key] = overrides[key]
@@ -163,10 +204,23 @@ def resolve_config(overrides: dict[str, int]) -> Config:
             values[key] = validate_setting(key, raw, env)
         except TypeError as exc:  # pragma: no cover - env values are always str
             raise ValueError(str(exc)) from None
-    workers = values.get("workers", default_workers())
+    if values.get("cluster") is not None and "device_count" in overrides:
+        raise ValueError(
+            f"configure(device_count={overrides['device_count']!r}) cannot be combined with a cluster: its workers "
+            "decide how many devices there are (workers x devices_per_worker); drop device_count"
+        )
+    workers = _int(values.get("workers", default_workers()))
     return Config(
-        device_count=values.get("device_count", 1),
-        device_memory=values.get("device_memory", min(_DEFAULT_MEMORY, _host_memory())),
+        device_count=_int(values.get("device_count", 1)),
+        device_memory=_int(values.get("device_memory", min(_DEFAULT_MEMORY, _host_memory()))),
         workers=workers,
-        blas_threads=overrides.get("blas_threads", max(1, (os.cpu_count() or 1) // workers)),
+        blas_threads=_int(overrides.get("blas_threads", max(1, (os.cpu_count() or 1) // workers))),
+        cluster=values.get("cluster"),
+        devices_per_worker=_int(overrides.get("devices_per_worker", 1)),
+        cluster_timeout=_int(overrides.get("cluster_timeout", 10)),
     )
+
+
+def _int(value: object) -> int:
+    assert isinstance(value, int)  # validated by validate_setting
+    return value

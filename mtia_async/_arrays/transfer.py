@@ -139,8 +139,17 @@ def setitem(target: DeviceArray, value: Any) -> None:
 
 # --- device to host ---------------------------------------------------------------------------
 def _copy_to_host(a: DeviceArray) -> tuple[np.ndarray[Any, Any], Mark]:
-    """Enqueue a copy of ``a`` into a new host array on the current stream; the mark after it."""
-    s = stream_of(a._dev)
+    """Enqueue a copy of ``a`` into a new host array on the current stream; the mark after it.
+
+    A device whose memory is not in this process (a cluster device) brings the bytes
+    over itself (``DeviceImpl.copy_to_host``).
+    """
+    dev = a._dev
+    s = stream_of(dev)
+    remote = dev.copy_to_host
+    if remote is not None:
+        result: tuple[np.ndarray[Any, Any], Mark] = remote(s, a)
+        return result
     host = np.empty(a._shape, a._dtype)
     s.launch(copy_kernel, (host, a), (a,), ())
     return host, s.record_mark("a copy to the host (to_host()/numpy())")

@@ -19,6 +19,7 @@ import time
 import types
 import weakref
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import _forksafe as forksafe
@@ -51,6 +52,10 @@ class _Worker:
 
 class DeviceImpl:
     """One emulated device: its workers, ready queue, streams and allocator."""
+
+    # A device whose memory lives in another process (``_cluster``'s RemoteDevice) copies
+    # to the host itself: ``copy_to_host(stream, array) -> (host array, mark after the copy)``.
+    copy_to_host: Callable[[StreamImpl, Any], tuple[Any, Mark]] | None = None
 
     def __init__(self, runtime: Runtime, index: int, workers: int, memory: int) -> None:
         self.runtime = runtime

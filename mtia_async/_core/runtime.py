@@ -20,6 +20,7 @@ import os
 import threading
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from .. import _forksafe as forksafe
@@ -29,6 +30,8 @@ from .._log import emit, flags
 from .device import DeviceImpl
 
 __all__ = [
+    "Closer",
+    "DeviceProvider",
     "Runtime",
     "add_init_hook",
     "configure",
@@ -37,9 +40,15 @@ __all__ = [
     "is_initialized",
     "peek_config",
     "queue_call",
+    "set_device_provider",
     "shutdown_runtime",
     "state",
 ]
+
+Closer = Callable[[float | None], list[threading.Thread]]
+"""Closes what a device provider opened; returns the threads still alive after the timeout."""
+DeviceProvider = Callable[["Runtime", Config], tuple[list[DeviceImpl], Closer]]
+"""Builds the devices of a runtime whose configuration names a cluster (registered by ``_cluster``)."""
 
 _FORK_MESSAGE = (
     "Cannot re-initialize MTIA in forked subprocess. To use MTIA with multiprocessing, "
@@ -53,10 +62,22 @@ class Runtime:
     def __init__(self, config: Config, generation: int) -> None:
         self.config = config
         self.generation = generation
-        self.devices = [
-            DeviceImpl(self, i, config.workers, config.device_memory) for i in range(config.device_count)
-        ]
-        self._blas_limits = _limit_blas(config.blas_threads)
+        self._close_devices: Closer | None = None
+        provider = state.device_provider if config.cluster is not None else None
+        if provider is not None:  # devices held elsewhere (a Dask cluster): the provider builds them
+            devices, self._close_devices = provider(self, config)
+            self.devices: list[DeviceImpl] = devices
+            self.config = config = replace(config, device_count=len(devices))
+        elif config.cluster is not None:
+            raise RuntimeError(
+                f"cluster={config.cluster!r} is set, but the cluster layer is not loaded: "
+                "import mtia_async (or mtia_async.sync) before initialising"
+            )
+        else:
+            self.devices = [
+                DeviceImpl(self, i, config.workers, config.device_memory) for i in range(config.device_count)
+            ]
+        self._blas_limits = _limit_blas(config.blas_threads if provider is None else 0)
 
     @property
     def device_count(self) -> int:
@@ -66,6 +87,9 @@ class Runtime:
         alive: list[threading.Thread] = []
         for dev in self.devices:
             alive += dev.shutdown(join_timeout)
+        close, self._close_devices = self._close_devices, None
+        if close is not None:
+            alive += close(join_timeout)
         limits, self._blas_limits = self._blas_limits, None
         if limits is not None:
             limits.restore_original_limits()
@@ -91,13 +115,14 @@ class _State:
         self.runtime: Runtime | None = None
         self.lock = forksafe.rlock()
         self.tls = threading.local()
-        self.overrides: dict[str, int] = {}
+        self.overrides: dict[str, object] = {}
         self.queued: list[tuple[Callable[[Runtime], None], str]] = []
         self.seed_calls: dict[str, tuple[Callable[[Runtime], None], str]] = {}
         self.generation = 0
         self.bad_fork = False
         self.init_count = 0  # how many runtimes were initialised (tests check "exactly once")
         self.init_hooks: list[Callable[[Runtime], None]] = []
+        self.device_provider: DeviceProvider | None = None  # see set_device_provider
 
 
 state = _State()
@@ -197,12 +222,19 @@ def is_initialized() -> bool:
 
 
 def peek_config() -> Config:
-    """The configuration: the runtime's if initialised, else what init would use."""
+    """The configuration: the runtime's if initialised, else what init would use.
+
+    With a cluster configured, the device count is known only once its workers are
+    reached: this initialises the runtime.
+    """
     _check_fork()
     rt = state.runtime
     if rt is not None:
         return rt.config
-    return resolve_config(state.overrides)
+    config = resolve_config(state.overrides)
+    if config.cluster is not None:  # the cluster's workers decide how many devices: ask them
+        return get_runtime().config
+    return config
 
 
 def configure(**settings: object) -> None:
@@ -212,7 +244,11 @@ def configure(**settings: object) -> None:
         **settings: ``device_count`` (1..64), ``device_memory`` (bytes or a str such as
             ``"8GiB"``), ``workers`` (kernel threads per device, 1..256), ``blas_threads``
             (BLAS threads for the process while the runtime lives, 0..256; 0 leaves BLAS
-            alone; default: cores // workers, at least 1).
+            alone; default: cores // workers, at least 1); ``cluster`` (a Dask scheduler
+            address, ``distributed.Client`` or ``LocalCluster``: every device is then held
+            by a Dask worker, see docs/cluster.md), ``devices_per_worker`` (1..16, default
+            1) and ``cluster_timeout`` (seconds to reach the cluster at init, 1..3600,
+            default 10).
 
     Raises:
         RuntimeError: the runtime is already initialised.
@@ -270,6 +306,14 @@ def _at_exit() -> None:
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(_at_exit)
+
+
+def set_device_provider(provider: DeviceProvider) -> None:
+    """Register the builder of a cluster's devices (``_cluster`` does, when imported).
+
+    A lower layer cannot import the cluster layer: this hook is how the runtime reaches it.
+    """
+    state.device_provider = provider
 
 
 def add_init_hook(hook: Callable[[Runtime], None]) -> None:

@@ -20,6 +20,7 @@ one :class:`CachingAllocator`. Modules, from the bottom up:
 from __future__ import annotations
 
 from .allocator import CachingAllocator as CachingAllocator
+from .blocks import Backing as Backing
 from .blocks import Block as Block
 from .blocks import Marker as Marker
 from .blocks import StreamLike as StreamLike
@@ -27,4 +28,4 @@ from .invariants import check_invariants as check_invariants
 from .snapshot import dump_snapshot as dump_snapshot
 from .summary import human_size as human_size
 
-__all__ = ["Block", "CachingAllocator", "Marker", "StreamLike", "check_invariants", "dump_snapshot", "human_size"]
+__all__ = ["Backing", "Block", "CachingAllocator", "Marker", "StreamLike", "check_invariants", "dump_snapshot", "human_size"]
