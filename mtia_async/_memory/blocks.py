@@ -5,9 +5,8 @@ is cut into **chunks**, linked in address order (``prev``/``next``), each free,
 allocated, pending free (``record_stream``) or merged away. A **block** is what
 ``malloc`` hands out (what a ``DeviceArray`` holds): a new object per allocation that
 points at its chunk, so a stale block is recognised (``chunk.handle is not block``).
-Free chunks sit in per-stream (:class:`StreamPools`; a graph's private pool has its own),
-per-pool buckets of one exact size. The sizes follow PyTorch's
-``CUDACachingAllocator.cpp`` (constants below).
+Free chunks sit in per-stream (:class:`StreamPools`), per-pool buckets of one exact
+size. The sizes follow PyTorch's ``CUDACachingAllocator.cpp`` (constants below).
 """
 
 from __future__ import annotations
@@ -38,7 +37,6 @@ __all__ = [
     "Frames",
     "Marker",
     "Observer",
-    "PoolKey",
     "Segment",
     "StreamLike",
     "StreamPools",
@@ -56,8 +54,6 @@ FREE, ALLOC, PENDING, DEAD = range(4)  # chunk states (0-2 name snapshot block s
 
 Frames = list[dict[str, Any]]
 Observer = Callable[[int, int, int, int], object]
-PoolKey = int | tuple[int, int]
-"""What a segment's chunks are reused by: a stream id, or a graph pool's token."""
 
 
 class Marker(Protocol):
@@ -92,15 +88,11 @@ class Backing(Protocol):
 
 
 class StreamLike(Protocol):
-    """What the allocator needs of a stream (one without ``pool`` is keyed by its ``stream_id``)."""
+    """What the allocator needs of a stream."""
 
     @property
     def stream_id(self) -> int:
         """Identifies the stream within its device."""
-
-    @property
-    def pool(self) -> PoolKey:
-        """What its allocations are reused by: its ``stream_id``, or the pool of the graph it captures."""
 
     def marker(self) -> Marker:
         """Return a marker after the work queued so far."""
@@ -120,23 +112,17 @@ class StreamPools:
 
 
 class Segment:
-    """A piece of device memory reserved at once, backed by one host array.
+    """A piece of device memory reserved at once, backed by one host array."""
 
-    ``sid`` is the stream that reserved it; ``key`` what its chunks are reused by: that
-    stream (``key == sid``), or the graph pool it was reserved for (a token tuple).
-    """
-
-    __slots__ = ("ptr", "size", "host", "sid", "key", "small", "pools", "head", "frames")
+    __slots__ = ("ptr", "size", "host", "sid", "small", "pools", "head", "frames")
 
     def __init__(
-        self, ptr: int, size: int, host: npt.NDArray[np.uint8], sid: int, small: bool, pools: StreamPools,
-        key: PoolKey,
-    ) -> None:  # fmt: skip
+        self, ptr: int, size: int, host: npt.NDArray[np.uint8], sid: int, small: bool, pools: StreamPools
+    ) -> None:
         self.ptr = ptr
         self.size = size
         self.host: npt.NDArray[np.uint8] | None = host
         self.sid = sid
-        self.key = key
         self.small = small
         self.pools = pools
         self.head: Chunk
