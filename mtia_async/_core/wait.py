@@ -23,6 +23,7 @@ __all__ = [
     "check_may_block",
     "raise_failure",
     "raise_failures",
+    "wait_done_async",
     "wait_mark_async",
     "wait_mark_blocking",
     "wait_marks_async",
@@ -118,6 +119,20 @@ async def wait_mark_async(mark: Mark, what: str = "await") -> None:
         await _wait_async_raw(mark)
     if mark.failures:
         raise_failures([mark])
+
+
+async def wait_done_async(mark: Mark) -> None:
+    """Await ``mark`` in the running trio or asyncio loop without raising its failures.
+
+    For a wait that is not the user's (the profiler's exit waits for the work it saw):
+    the failures are left for the user's own waits to report.
+
+    Raises:
+        RuntimeError: inside a kernel, or with no trio or asyncio loop running.
+    """
+    _check_may_await()
+    if not mark.done:
+        await _wait_async_raw(mark)
 
 
 async def _wait_async_raw(mark: Mark) -> None:
