@@ -12,6 +12,7 @@ one :class:`CachingAllocator`. Modules, from the bottom up:
 ``oom``                   size checks, the out-of-memory error and its observers
 ``segments``              the segment cache: best fit, split, merge, reserve, release
 ``views``                 the read side: statistics, history, snapshots, observers
+``pools``                 graph pools: what capturing streams allocate from, kept and released
 ``allocator``             malloc/free/record_stream/OOM retry, thread-safe
 ``invariants``            catalogue M5/M6 checks (``mtia_async.testing.check_invariants``)
 ========================  ============================================================

@@ -30,7 +30,6 @@ from __future__ import annotations
 from collections import deque
 from functools import partial
 
-
 from .. import _forksafe as forksafe
 from .._thread_role import blocking_refused
 from .._thread_role import flags as _thread_flags
@@ -46,11 +45,12 @@ from .blocks import (
     Frames,
     Marker,
     Observer,
+    PoolKey,
     StreamLike,
     segment_size,
 )
 from .history import trace_entry
-from .views import AllocatorViews
+from .pools import GraphPools
 from .stats import Counters
 from .oom import check_size, oom_message, out_of_memory
 from .summary import human_size
@@ -58,7 +58,7 @@ from .summary import human_size
 __all__ = ["CachingAllocator"]
 
 
-class CachingAllocator(AllocatorViews):
+class CachingAllocator(GraphPools):
     """The caching allocator of one device; thread-safe (see the module docstring).
 
     Args:
@@ -108,9 +108,9 @@ class CachingAllocator(AllocatorViews):
             if size == 0:
                 return None
         try:
-            sid = stream.stream_id
+            key = stream.pool  # its id, or the pool of the graph it captures
         except AttributeError:
-            raise TypeError(f"stream must be a Stream of mtia:{self.device}, got {type(stream).__name__}") from None
+            key = self._key_of(stream)  # a stream without a pool attribute (pools.py)
         frames = self._capture() if self._context else None
         lock = self._lock
         lock.acquire()
@@ -120,7 +120,7 @@ class CachingAllocator(AllocatorViews):
             if last is not None:
                 self._stash = None
                 chunk = last._chunk
-                if last.requested_size == size and (last.stream is stream or chunk.seg.sid == sid):
+                if last.requested_size == size and chunk.seg.key == key:
                     # Take back the block just freed: every current statistic returns to its
                     # value before that free (so no peak moves); count the free that happened.
                     # A new Block, so a stale handle cannot free the new owner's memory.
@@ -136,13 +136,13 @@ class CachingAllocator(AllocatorViews):
                 self._settle(last, None)
             rsize = (size + 511) & -512
             found: Chunk | None = None
-            pools = self._streams.get(sid)
+            pools = self._streams.get(key)
             if pools is not None:
                 bucket = (pools.small if rsize <= SMALL_SIZE else pools.large).get(rsize)
                 if bucket:
                     found = bucket.popitem()[0]
             if found is None:
-                found = self._alloc_slow(size, rsize, sid, frames)
+                found = self._alloc_slow(size, rsize, key, stream.stream_id, frames)
             if found is not None:
                 return self._hand_out(found, size, stream, frames)
         finally:
@@ -175,10 +175,10 @@ class CachingAllocator(AllocatorViews):
             )
         return n
 
-    def _alloc_slow(self, size: int, rsize: int, sid: int, frames: Frames | None) -> Chunk | None:
+    def _alloc_slow(self, size: int, rsize: int, key: PoolKey, sid: int, frames: Frames | None) -> Chunk | None:
         """Best fit in the reclaimed, coalesced cache, else a new segment; None if neither fits."""
         self._tidy()
-        return self._take_chunk(size, rsize, sid, frames)
+        return self._take_chunk(size, rsize, key, sid, frames)
 
     def _tidy(self) -> None:
         """Reclaim the pending frees whose streams' work is done, then merge free neighbours."""
@@ -202,16 +202,16 @@ class CachingAllocator(AllocatorViews):
             for marker in markers:
                 if not marker.done:
                     marker.wait()
-        rsize, sid = (size + 511) & -512, stream.stream_id
+        rsize, key, sid = (size + 511) & -512, self._key_of(stream), stream.stream_id
         with self._locked():
             self._counts["num_alloc_retries"] += 1
             self._counts["num_sync_all_streams"] += bool(markers)
             self._why = ""
-            chunk = self._alloc_slow(size, rsize, sid, frames)  # frees that completed may fit it
+            chunk = self._alloc_slow(size, rsize, key, sid, frames)  # frees that completed may fit it
             if chunk is None:
                 self._release_cached()
                 self._why = ""
-                chunk = self._alloc_slow(size, rsize, sid, frames)
+                chunk = self._alloc_slow(size, rsize, key, sid, frames)
             if chunk is not None:
                 return self._hand_out(chunk, size, stream, frames)
             self._counts["num_ooms"] += 1

@@ -5,8 +5,9 @@ is cut into **chunks**, linked in address order (``prev``/``next``), each free,
 allocated, pending free (``record_stream``) or merged away. A **block** is what
 ``malloc`` hands out (what a ``DeviceArray`` holds): a new object per allocation that
 points at its chunk, so a stale block is recognised (``chunk.handle is not block``).
-Free chunks sit in per-stream (:class:`StreamPools`), per-pool buckets of one exact
-size. The sizes follow PyTorch's ``CUDACachingAllocator.cpp`` (constants below).
+Free chunks sit in per-stream (:class:`StreamPools`; a graph's private pool has its own),
+per-pool buckets of one exact size. The sizes follow PyTorch's
+``CUDACachingAllocator.cpp`` (constants below).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "Frames",
     "Marker",
     "Observer",
+    "PoolKey",
     "Segment",
     "StreamLike",
     "StreamPools",
@@ -54,6 +56,8 @@ FREE, ALLOC, PENDING, DEAD = range(4)  # chunk states (0-2 name snapshot block s
 
 Frames = list[dict[str, Any]]
 Observer = Callable[[int, int, int, int], object]
+PoolKey = int | tuple[int, int]
+"""What a segment's chunks are reused by: a stream id, or a graph pool's token."""
 
 
 class Marker(Protocol):
@@ -88,11 +92,15 @@ class Backing(Protocol):
 
 
 class StreamLike(Protocol):
-    """What the allocator needs of a stream."""
+    """What the allocator needs of a stream (one without ``pool`` is keyed by its ``stream_id``)."""
 
     @property
     def stream_id(self) -> int:
         """Identifies the stream within its device."""
+
+    @property
+    def pool(self) -> PoolKey:
+        """What its allocations are reused by: its ``stream_id``, or the pool of the graph it captures."""
 
     def marker(self) -> Marker:
         """Return a marker after the work queued so far."""
@@ -112,17 +120,23 @@ class StreamPools:
 
 
 class Segment:
-    """A piece of device memory reserved at once, backed by one host array."""
+    """A piece of device memory reserved at once, backed by one host array.
 
-    __slots__ = ("ptr", "size", "host", "sid", "small", "pools", "head", "frames")
+    ``sid`` is the stream that reserved it; ``key`` what its chunks are reused by: that
+    stream (``key == sid``), or the graph pool it was reserved for (a token tuple).
+    """
+
+    __slots__ = ("ptr", "size", "host", "sid", "key", "small", "pools", "head", "frames")
 
     def __init__(
-        self, ptr: int, size: int, host: npt.NDArray[np.uint8], sid: int, small: bool, pools: StreamPools
-    ) -> None:
+        self, ptr: int, size: int, host: npt.NDArray[np.uint8], sid: int, small: bool, pools: StreamPools,
+        key: PoolKey,
+    ) -> None:  # fmt: skip
         self.ptr = ptr
         self.size = size
         self.host: npt.NDArray[np.uint8] | None = host
         self.sid = sid
+        self.key = key
         self.small = small
         self.pools = pools
         self.head: Chunk

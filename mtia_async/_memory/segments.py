@@ -25,6 +25,7 @@ from .blocks import (
     AddressSpace,
     Chunk,
     Frames,
+    PoolKey,
     Segment,
     StreamPools,
     segment_size,
@@ -49,7 +50,8 @@ class SegmentCache:
         self.device = device
         self.capacity = capacity
         self._backing = backing  # None: host numpy memory; else where the device memory lives
-        self._streams: dict[int, StreamPools] = {}  # stream id -> its free chunks
+        self._streams: dict[PoolKey, StreamPools] = {}  # stream id, or graph pool token -> its free chunks
+        self._live_pools: dict[tuple[int, int], int] = {}  # graph pools in use -> their users (kept by empty_cache)
         self._segments: dict[int, Segment] = {}  # address -> segment
         self._unmerged: list[Chunk] = []  # freed chunks not yet merged with free neighbours
         self._space = AddressSpace(device)
@@ -66,14 +68,15 @@ class SegmentCache:
         cur = self._slow["reserved_bytes"].cur
         return cur[0] + cur[1]
 
-    def _take_chunk(self, size: int, rsize: int, sid: int, frames: Frames | None) -> Chunk | None:
-        """Best fit among the free chunks of stream ``sid``, else a new segment; split to ``rsize``.
+    def _take_chunk(self, size: int, rsize: int, key: PoolKey, sid: int, frames: Frames | None) -> Chunk | None:
+        """Best fit among the free chunks of ``key``, else a new segment; split to ``rsize``.
 
+        ``key`` is the allocating stream's id ``sid``, or the pool of the graph it captures.
         Call on the coalesced cache (no chunk waiting to merge). None if nothing fits.
         """
-        pools = self._streams.get(sid)
+        pools = self._streams.get(key)
         if pools is None:
-            pools = self._streams[sid] = StreamPools()
+            pools = self._streams[key] = StreamPools()
         small = rsize <= SMALL_SIZE
         buckets, sizes = (pools.small, pools.small_sizes) if small else (pools.large, pools.large_sizes)
         chunk = None
@@ -85,7 +88,7 @@ class SegmentCache:
                 break
             del buckets[sizes[i]], sizes[i]  # an empty bucket
         if chunk is None:
-            chunk = self._new_segment(segment_size(size, rsize), sid, pools, small, frames)
+            chunk = self._new_segment(segment_size(size, rsize), key, sid, pools, small, frames)
             if chunk is None:
                 return None
         rest = chunk.size - rsize
@@ -100,7 +103,7 @@ class SegmentCache:
         return chunk
 
     def _new_segment(
-        self, seg_size: int, sid: int, pools: StreamPools, small: bool, frames: Frames | None
+        self, seg_size: int, key: PoolKey, sid: int, pools: StreamPools, small: bool, frames: Frames | None
     ) -> Chunk | None:
         if self._reserved() + seg_size > self.capacity:
             return None
@@ -114,11 +117,11 @@ class SegmentCache:
             self._space.give(addr, seg_size)
             self._why = f" (the host could not back a segment of {human_size(seg_size)})"
             return None
-        seg = Segment(addr, seg_size, host, sid, small, pools)
+        seg = Segment(addr, seg_size, host, sid, small, pools, key)
         seg.frames = frames
         seg.head = chunk = Chunk(self, seg, addr, seg_size)
         self._segments[addr] = seg
-        self._streams[sid] = pools
+        self._streams[key] = pools
         pools.nseg += 1
         self._slow["segment"].add(not small, 1)
         self._slow["reserved_bytes"].add(not small, seg_size)
@@ -180,18 +183,25 @@ class SegmentCache:
         seg.host = None
         self._space.give(seg.ptr, seg.size)
         seg.pools.nseg -= 1
-        if seg.pools.nseg == 0 and self._streams.get(seg.sid) is seg.pools:
-            del self._streams[seg.sid]
+        if seg.pools.nseg == 0 and self._streams.get(seg.key) is seg.pools:
+            del self._streams[seg.key]
         self._slow["segment"].sub(not seg.small, 1)
         self._slow["reserved_bytes"].sub(not seg.small, seg.size)
         self._counts["num_device_free"] += 1
         if self._trace is not None:
             self._trace.append(trace_entry("segment_free", seg.ptr, seg.size, seg.sid, seg.frames))
 
-    def _release_free_segments(self) -> None:
-        """Release every segment that is one free chunk (call on the coalesced cache)."""
+    def _release_free_segments(self, key: PoolKey | None = None) -> None:
+        """Release every segment that is one free chunk (call on the coalesced cache).
+
+        The segments of a graph pool in use stay (a graph replays into them); with
+        ``key``, only that stream's or pool's segments are released.
+        """
+        live = self._live_pools
         for seg in list(self._segments.values()):
             if seg.head.state == FREE and seg.head.next is None:
+                if seg.key in live if key is None else seg.key != key:
+                    continue
                 self._release_segment(seg)
 
     def _sample_fragmentation(self) -> None:

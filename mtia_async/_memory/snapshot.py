@@ -37,8 +37,8 @@ def render_segment(device: int, seg: Any) -> dict[str, Any]:
 
     Args:
         device: the device index.
-        seg: an allocator segment (``ptr``, ``size``, ``sid``, ``small``, ``frames``,
-            ``head``: the first of its chunks, linked by ``next``).
+        seg: an allocator segment (``ptr``, ``size``, ``sid``, ``key``, ``small``,
+            ``frames``, ``head``: the first of its chunks, linked by ``next``).
 
     Returns:
         The segment dict of ``torch.cuda.memory._snapshot()``, blocks in address order.
@@ -75,7 +75,7 @@ def render_segment(device: int, seg: Any) -> dict[str, Any]:
         "requested_size": requested,
         "stream": seg.sid,
         "segment_type": "small" if seg.small else "large",
-        "segment_pool_id": (0, 0),
+        "segment_pool_id": seg.key if type(seg.key) is tuple else (0, 0),  # a graph pool's token
         "is_expandable": False,
         "frames": list(seg.frames or ()),
         "blocks": blocks,

@@ -50,6 +50,7 @@ class FakeStream:
 
     def __init__(self, stream_id: int, busy: bool = False) -> None:
         self.stream_id = stream_id
+        self.pool = stream_id  # the allocator's reuse key (a capturing stream's is its graph's pool)
         self.busy = busy
         self.markers: list[FakeMarker] = []
 
