@@ -97,6 +97,15 @@ class Capture:
         """Record a kernel launched on the capturing stream (it does not run now)."""
         raise NotImplementedError
 
+    def launch_random(self, launch: Launch, generator: Any, blocks: int) -> None:
+        """Record a random kernel: each replay reserves ``blocks`` of ``generator``'s counter.
+
+        ``launch.args`` is ``(out, *params)``: the kernel runs as ``kernel(out, key,
+        start, *params)`` with the key and the first counter value of the replay's
+        reservation (``_random/kernels.py``). Nothing is reserved at the capture.
+        """
+        raise NotImplementedError
+
     def record(self, stream: StreamImpl) -> Mark:
         """Record an event on the capturing stream; return the mark the event holds."""
         raise NotImplementedError

@@ -148,6 +148,14 @@ class Mark:
         if waiters:
             fire(waiters)
 
+    def pinned(self) -> Mark:
+        """The mark a stream's wait holds on to: this one.
+
+        (An event recorded in a graph answers for the graph's latest replay: its mark
+        returns that replay's mark, so a wait never follows a later replay.)
+        """
+        return self
+
     # The allocator's marker protocol: done / add_done_callback / wait.
     def add_done_callback(self, fn: Callable[[], None]) -> None:
         """Call ``fn()`` once the mark is done (now, if it already is)."""

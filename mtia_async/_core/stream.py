@@ -191,6 +191,7 @@ class StreamImpl:
         "unreported",
         "closed",
         "capture",
+        "pool",
         "__weakref__",
     )
 
@@ -204,6 +205,9 @@ class StreamImpl:
         self.unreported: Failures = ()  # failures not yet reported; written by the draining worker only
         self.closed: BaseException | None = None  # why the stream takes no more work (shutdown, fork, crash)
         self.capture: Capture | None = None  # set while the stream captures a graph (instrument.py)
+        # What the allocator reuses memory under: this stream's id, or while it captures a
+        # graph, the graph's pool token (the capture sets and restores it; _memory/pools.py).
+        self.pool: int | tuple[int, int] = self.stream_id
 
     def __repr__(self) -> str:
         return f"<stream {self.stream_id} on mtia:{self.device.index}, priority {self.priority}>"
@@ -282,7 +286,7 @@ class StreamImpl:
             instruments.wait(self, mark)
         if mark.done and not mark.failures:
             return
-        self.push_special(WaitOn(mark))
+        self.push_special(WaitOn(mark.pinned()))
 
     # --- observing (any thread, lock-free) ---------------------------------------
     def query(self) -> bool:

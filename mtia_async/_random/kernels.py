@@ -20,6 +20,7 @@ import numpy as np
 from .._arrays.array import DeviceArray, new_array
 from .._arrays.checks import check_dtype, check_shape
 from .._core.context import resolve_device, stream_of
+from .._core.instrument import Launch
 from .._core.runtime import get_runtime
 from . import philox as px
 from .generator import Generator, default_generators, index_arg
@@ -82,13 +83,21 @@ def _launch(
     device: object, generator: object, shape: tuple[int, ...], dt: np.dtype[Any], blocks: int,
     kernel: Callable[..., None], *params: object,
 ) -> DeviceArray:  # fmt: skip
-    """Allocate the output, reserve ``blocks`` of the counter, enqueue ``kernel``."""
+    """Allocate the output, reserve ``blocks`` of the counter, enqueue ``kernel``.
+
+    On a stream that captures a graph nothing is reserved: the capture records the
+    kernel and each replay reserves the blocks (``_graphs``), so replays draw new numbers.
+    """
     dev, gen = _target(device, generator)
     s = stream_of(dev)
     out = new_array(dev, shape, dt, s)  # OutOfMemoryError here, before reserving anything
     if out.size:
-        key, start = gen._reserve(blocks)
         reads = tuple(p for p in params if type(p) is DeviceArray)  # bernoulli's array of probabilities
+        capture = s.capture
+        if capture is not None:
+            capture.launch_random(Launch(s, kernel, (out, *params), reads, (out,)), gen, blocks)
+            return out
+        key, start = gen._reserve(blocks)
         s.launch(kernel, (out, key, start, *params), reads, (out,))
     return out
 
