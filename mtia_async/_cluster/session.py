@@ -1,0 +1,372 @@
+"""The worker's side of a client session: a local runtime that runs what the client sends.
+
+A session lives as long as the comm its client opened (``server.session_handler``): when
+the client disconnects (or its process dies), the session shuts its runtime down and
+drops its segments, so no device memory outlives the client.
+
+It reuses the local runtime as it is: a private ``Runtime`` with one local device per
+remote device this worker holds, one local stream per client stream (created at its
+first batch), the local drain loop, marks, waits and failures. The session only
+translates:
+
+* batches are applied in each stream's ``seq`` order (a reorder buffer), their items
+  unpickled (``wire.loads``) and launched on the local stream; a kernel that does not
+  unpickle becomes a kernel failure in its place;
+* a mark ``("M", mid)`` is a local event record whose completion is posted back (time
+  on this worker's clock, failures); a wait ``("W", mid)`` on a mark of this session
+  waits locally (a placeholder stands in when the wait arrives first); ``("X", xid)``
+  waits for a mark of another worker, completed by an ``xd`` entry the client relays;
+* failures are sent once, the exception pickled with its formatted traceback as a
+  note (or, when it does not pickle, a ``RemoteError`` carrying the text), and
+  reported locally when the client reports them (``("C", fid)``);
+* segment memory is a ``uint8`` numpy array per segment uid; releases, forgotten
+  kernels and acknowledged marks wait until the batches sent before them arrived.
+
+Threads: frames are applied on the Dask worker's event loop; kernels run on the local
+devices' worker threads, which post replies (``post``: a deque append and, at most once
+per write, a ``call_soon_threadsafe``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import traceback
+from collections import deque
+from typing import Any
+
+import cloudpickle
+import numpy as np
+
+from .._arrays.array import DeviceArray
+from .._config import Config
+from .._core.mark import Failure, Mark
+from .._core.runtime import Runtime
+from .._core.stream import StreamImpl
+from .._log import emit
+from .link import pickle_failures, unpickle_failures
+from .wire import dtype_of, loads
+
+__all__ = ["SESSIONS", "WorkerSession"]
+
+SESSIONS: dict[tuple[str, str], WorkerSession] = {}
+"""The live sessions of this worker process, by (session key, worker address)."""
+
+_new_obj = object.__new__
+
+
+def kernel_did_not_unpickle(exc: BaseException) -> None:
+    """Stands in for a kernel that could not be unpickled on the worker."""
+    raise exc
+
+
+def _worker_array(dev: Any, view: np.ndarray[Any, Any] | None, shape: tuple[int, ...], dtype: np.dtype[Any],
+                  block: Any = None) -> DeviceArray:  # fmt: skip
+    a: DeviceArray = _new_obj(DeviceArray)
+    a._shape = shape
+    a._dtype = dtype
+    a._dev = dev
+    a._block = block
+    a._base = _SENTINEL if block is not None else None  # never freed through an allocator here
+    a._offset = 0
+    a._strides = None
+    a._view = view
+    return a
+
+
+_SENTINEL: Any = _worker_array(None, None, (), np.dtype(np.uint8))
+
+
+class _Fetch:
+    """The memory of an array of another worker's device: fetched when a kernel first reads it."""
+
+    def __init__(self, session: WorkerSession, address: str, pid: tuple[Any, ...]) -> None:
+        self.session = session
+        self.address = address
+        self.pid = pid
+
+    def view(self, *unused: object) -> np.ndarray[Any, Any]:
+        from distributed.utils import sync
+
+        worker = self.session.worker
+        _, dev, uid, off, shape, code, strides = self.pid
+        rpc = worker.rpc(self.address)
+        data = sync(worker.loop, rpc.mtia_async_fetch, key=self.session.key, uid=uid, offset=off,
+                    shape=shape, dtype=code, strides=strides)  # fmt: skip
+        return np.asarray(data).reshape(tuple(shape))
+
+
+class _Stream:
+    __slots__ = ("local", "next", "pending")
+
+    def __init__(self, local: StreamImpl) -> None:
+        self.local = local
+        self.next = 1
+        self.pending: dict[int, list[Any]] = {}
+
+
+class WorkerSession:
+    """One client's devices on this worker; see the module docstring."""
+
+    def __init__(self, worker: Any, comm: Any, key: str, devices: list[int], addresses: dict[int, str],
+                 workers: int, memory: int) -> None:  # fmt: skip
+        self.worker = worker
+        self.comm = comm
+        self.key = key
+        self.loop = asyncio.get_running_loop()
+        self.runtime = Runtime(Config(len(devices), memory, workers, 0), -1)
+        self.local = {index: self.runtime.devices[i] for i, index in enumerate(devices)}
+        self.addresses = addresses
+        self.ext_stream = self.runtime.devices[0].new_stream(0)  # owns placeholders and relayed marks
+        self.segs: dict[int, np.ndarray[Any, Any]] = {}
+        self.kernels: dict[int, Any] = {}
+        self.streams: dict[tuple[int, int], _Stream] = {}
+        self.keys: dict[int, tuple[int, int]] = {}  # id(local stream) -> client (device, stream)
+        self.marks: dict[int, Mark] = {}
+        self.placeholders: dict[int, Mark] = {}
+        self.ext: dict[int, Any] = {}  # xid -> a waiting Mark, or (t_ns, failures) when done first
+        self.failures: dict[int, Failure] = {}
+        self.fid_of: dict[int, int] = {}
+        self._fid_lock = threading.Lock()
+        self._next_fid = 0
+        self.gated: list[Any] = []
+        self.outbox: deque[Any] = deque()
+        self._wake_pending = False
+        self.event = asyncio.Event()
+
+    # --- lifetime (the worker's event loop) ------------------------------------------------------
+    async def run(self) -> None:
+        writer = asyncio.create_task(self._writer())
+        try:
+            await self.comm.write({"ok": True, "pid": os.getpid()})
+            while True:
+                frame = await self.comm.read()
+                self.apply(frame)
+        except Exception as exc:
+            if not self.comm.closed():
+                emit("error", "cluster_session_failed", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            writer.cancel()
+            self.close()
+
+    def close(self) -> None:
+        """Stop the local runtime and drop every segment: nothing outlives the client."""
+        SESSIONS.pop((self.key, self.worker.address), None)
+        self.runtime.shutdown(None)
+        self.segs.clear()
+        self.kernels.clear()
+        self.marks.clear()
+        self.placeholders.clear()
+        self.failures.clear()
+        self.streams.clear()
+        if not self.comm.closed():
+            self.comm.abort()
+
+    def nbytes(self) -> int:
+        return sum(seg.nbytes for seg in self.segs.values())
+
+    async def _writer(self) -> None:
+        while True:
+            await self.event.wait()
+            self.event.clear()
+            events = []
+            while self.outbox:
+                events.append(self.outbox.popleft())
+            if events:
+                await self.comm.write({"e": events})
+
+    def post(self, event: Any) -> None:
+        """Queue a reply (any thread); the writer sends what accumulated in one message."""
+        self.outbox.append(event)
+        if not self._wake_pending:
+            self._wake_pending = True
+            try:
+                self.loop.call_soon_threadsafe(self._wake)
+            except RuntimeError:
+                pass  # the worker's loop is closing
+
+    def _wake(self) -> None:
+        self._wake_pending = False
+        self.event.set()
+
+    # --- frames ------------------------------------------------------------------------------------
+    def apply(self, frame: dict[str, Any]) -> None:
+        for kid, blob in frame.get("defs", ()):
+            try:
+                self.kernels[kid] = cloudpickle.loads(blob)
+            except BaseException as exc:
+                self.kernels[kid] = exc
+        for _dev, uid, size in frame.get("res", ()):
+            try:
+                self.segs[uid] = np.empty(size, dtype=np.uint8)
+            except MemoryError:
+                pass  # a kernel using it fails, naming the segment
+        for xid, t_ns, blob in frame.get("xd", ()):
+            self._ext_done(xid, t_ns, blob)
+        for dev, sid, prio, seq, items in frame.get("b", ()):
+            self._batch(dev, sid, prio, seq, items)
+        for entry in frame.get("g", ()):
+            self.gated.append(entry)
+        if self.gated:
+            self._apply_gated()
+
+    def _batch(self, dev: int, sid: int, prio: int, seq: int, items: list[Any]) -> None:
+        key = (dev, sid)
+        st = self.streams.get(key)
+        if st is None:
+            local = self.local[dev].new_stream(prio)
+            st = self.streams[key] = _Stream(local)
+            self.keys[id(local)] = key
+        if seq != st.next:
+            st.pending[seq] = items  # arrived early: it waits for those before it
+            return
+        while True:
+            self._run(key, st.local, seq, items)
+            st.next = seq = seq + 1
+            next_items = st.pending.pop(seq, None)
+            if next_items is None:
+                break
+            items = next_items
+        if self.gated:
+            self._apply_gated()
+
+    def _apply_gated(self) -> None:
+        keep = []
+        for entry in self.gated:
+            vector, releases, forgets, acks = entry
+            if all((st := self.streams.get((d, s))) is not None and st.next > seq for d, s, seq in vector):
+                for uid in releases:
+                    self.segs.pop(uid, None)  # queued kernels hold views: the memory goes when they ran
+                for kid in forgets:
+                    self.kernels.pop(kid, None)
+                for mid in acks:
+                    self.marks.pop(mid, None)
+            else:
+                keep.append(entry)
+        self.gated = keep
+
+    def _run(self, key: tuple[int, int], ls: StreamImpl, seq: int, items: list[Any]) -> None:
+        last = len(items) - 1
+        for i, item in enumerate(items):
+            tag = item[0]
+            if tag == "K":
+                try:
+                    fn, args = loads(item[1], self.resolve)
+                except BaseException as exc:
+                    exc.add_note("(raised while unpickling the kernel on the Dask worker)")
+                    fn, args = kernel_did_not_unpickle, (exc,)
+                ls.launch(fn, args)
+            elif tag == "M":
+                self._watch(ls.record_event(), item[1], [key[0], key[1], seq] if i == last else None)
+            elif tag == "W":
+                mid = item[1]
+                mark = self.marks.get(mid) or self.placeholders.get(mid)
+                if mark is None:
+                    mark = self.placeholders[mid] = Mark(self.ext_stream)
+                ls.wait_mark(mark)
+            elif tag == "X":
+                ls.wait_mark(self._ext_mark(item[1]))
+            elif tag == "C":
+                failure = self.failures.pop(item[1], None)
+                if failure is not None:
+                    failure.report()
+            else:  # "R": a copy to the host
+                ls.launch(self._read_kernel, (item[1], self.resolve(item[2])))
+        if not items or items[-1][0] != "M":
+            self._watch(ls.record_event(), None, [key[0], key[1], seq])
+
+    def _watch(self, mark: Mark, mid: int | None, batch: list[int] | None) -> None:
+        placeholder = None
+        if mid is not None:
+            placeholder = self.placeholders.pop(mid, None)
+            self.marks[mid] = mark
+
+        def reached() -> None:
+            self.post(("m", mid, mark.t_ns, self._fids(mark.failures), batch))
+            if placeholder is not None:
+                placeholder.complete(mark.failures, mark.t_ns)
+
+        if not mark.add_waiter(reached):
+            reached()
+
+    def _fids(self, failures: tuple[Failure, ...]) -> list[int]:
+        """The ids of ``failures``, posting the definition of each new one first (any thread)."""
+        fids = []
+        with self._fid_lock:
+            for failure in failures:
+                fid = self.fid_of.get(id(failure))
+                if fid is None:
+                    self._next_fid += 1
+                    fid = self.fid_of[id(failure)] = self._next_fid
+                    self.failures[fid] = failure
+                    key = self.keys.get(id(failure.stream), (-1, -1))
+                    self.post(("f", fid, key[0], key[1], failure.kernel, _exception_blob(failure)))
+                fids.append(fid)
+        return fids
+
+    def _ext_mark(self, xid: int) -> Mark:
+        state = self.ext.pop(xid, None)
+        mark = Mark(self.ext_stream)
+        if isinstance(state, tuple):
+            mark.complete(state[1], state[0])
+        else:
+            self.ext[xid] = mark
+        return mark
+
+    def _ext_done(self, xid: int, t_ns: int, blob: bytes) -> None:
+        failures = tuple(Failure(self.ext_stream, exc, kernel) for kernel, exc in unpickle_failures(blob)) if blob else ()
+        state = self.ext.pop(xid, None)
+        if isinstance(state, Mark):
+            state.complete(failures, t_ns)
+        else:
+            self.ext[xid] = (t_ns, failures)
+
+    def _read_kernel(self, rid: int, view: Any) -> None:
+        from distributed.protocol import to_serialize
+
+        data = view._np() if type(view) is DeviceArray else view
+        self.post(("r", rid, to_serialize(data.copy(order="C"))))
+
+    # --- handles -> worker objects -----------------------------------------------------------------
+    def resolve(self, pid: Any) -> Any:
+        tag = pid[0]
+        if tag == "K":
+            fn = self.kernels[pid[1]]
+            if isinstance(fn, BaseException):
+                raise fn
+            return fn
+        if tag == "U":
+            return getattr(np, pid[1])
+        if tag == "D":
+            return dtype_of(pid[1])
+        if tag == "E":
+            return _worker_array(None, None, tuple(pid[1]), dtype_of(pid[2]))
+        _, dev, uid, off, shape, code, strides = pid
+        shape, dtype = tuple(shape), dtype_of(code)
+        local = self.local.get(dev)
+        if local is None:
+            return _worker_array(None, None, shape, dtype, _Fetch(self, self.addresses[dev], pid))
+        seg = self.segs.get(uid)
+        if seg is None:
+            raise MemoryError(f"the Dask worker holds no memory for segment {uid} of mtia:{dev} (it could not back it)")
+        view = np.ndarray(shape, dtype, seg, off, None if strides is None else tuple(strides))
+        return view if tag == "V" else _worker_array(local, view, shape, dtype)
+
+    def view_of(self, uid: int, offset: int, shape: list[int], code: str, strides: list[int] | None) -> Any:
+        """A contiguous copy (or view) of device memory, for another worker's fetch."""
+        seg = self.segs[uid]
+        view = np.ndarray(tuple(shape), dtype_of(code), seg, offset, None if strides is None else tuple(strides))
+        return np.ascontiguousarray(view)
+
+
+def _exception_blob(failure: Failure) -> bytes:
+    """The failure's exception pickled, with the worker's traceback attached as a note."""
+    exc = failure.exc
+    try:
+        if not any("Traceback on the Dask worker" in n for n in getattr(exc, "__notes__", ())):
+            text = "".join(traceback.format_exception(exc))
+            exc.add_note(f"Traceback on the Dask worker (pid {os.getpid()}):\n{text}")
+    except Exception:
+        pass  # an exception that refuses notes still travels, without its traceback
+    return pickle_failures((failure,))

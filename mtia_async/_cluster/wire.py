@@ -1,0 +1,177 @@
+"""What a launch becomes on the wire: pickled on the caller at launch, unpickled on the worker.
+
+Kernels and their arguments travel with cloudpickle, serialised **at the launch**, on
+the launching thread: a kernel or argument that cannot be serialised raises
+``TypeError`` at ``launch``, never later. The pickler's ``persistent_id`` replaces, by
+small tuples (handles):
+
+* a ``DeviceArray`` -> ``("A", device, segment uid, offset, shape, dtype, strides)``
+  (``("E", shape, dtype)`` when empty); the launch also keeps the array alive until
+  the worker has run it (the FIFO of a local stream does the same);
+* a numpy view of a phantom segment (an operator's output, which its kernel gets as
+  ``z``: ``_arrays/fastpath.py``) -> ``("V", ...)`` with the same fields;
+* a function -> ``("K", kernel id)``: each function is pickled once per connection
+  (as Dask caches pickled functions) and sent to a worker before the first batch that
+  uses it; its closure and globals are those it had at its first launch;
+* a ufunc -> ``("U", name)``, a dtype -> ``("D", code)`` (pickling either costs more
+  than the rest of a launch).
+
+On the worker, ``persistent_load`` turns the handles back: an array of a device the
+worker holds becomes a worker-side ``DeviceArray`` whose numpy view is preset to the
+segment memory, so every kernel (the internal ones of ``_arrays/kernels.py`` and the
+launch runners of ``_arrays/bind.py``, which read ``a._view``) runs unchanged; an array
+of another worker's device fetches its bytes from that worker when the kernel first
+reads it (``session``).
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import threading
+import types
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import cloudpickle
+import ml_dtypes
+import numpy as np
+
+from .._arrays.array import DeviceArray
+from .._core.stream import describe_kernel
+from .backing import PHANTOMS, segment_of
+
+if TYPE_CHECKING:
+    from .link import Link
+
+__all__ = ["Pickled", "dtype_code", "dtype_of", "dumps_launch", "handle_of", "loads"]
+
+_FunctionType = types.FunctionType
+_ufunc = np.ufunc
+_ndarray = np.ndarray
+_CODES: dict[np.dtype[Any], str] = {}
+_DTYPES: dict[str, np.dtype[Any]] = {}
+
+Pickled = tuple[bytes, tuple[DeviceArray, ...]]
+"""A launch as the FIFO of a remote stream holds it: its pickle, and the arrays kept alive."""
+
+
+def dtype_code(dt: np.dtype[Any]) -> str:
+    """A short code naming ``dt`` on the worker (numpy's ``str``, or an ml_dtypes name)."""
+    code = _CODES.get(dt)
+    if code is None:
+        code = "ml:" + dt.name if dt.type.__module__.startswith("ml_dtypes") else dt.str
+        _CODES[dt] = code
+    return code
+
+
+def dtype_of(code: str) -> np.dtype[Any]:
+    """The dtype a :func:`dtype_code` names."""
+    dt = _DTYPES.get(code)
+    if dt is None:
+        dt = np.dtype(getattr(ml_dtypes, code[3:])) if code.startswith("ml:") else np.dtype(code)
+        _DTYPES[code] = dt
+    return dt
+
+
+def handle_of(a: DeviceArray) -> tuple[Any, ...]:
+    """The handle of a DeviceArray of a remote device (see the module docstring)."""
+    block = a._block
+    if block is None:
+        return ("E", a._shape, dtype_code(a._dtype))
+    seg = block._chunk.seg
+    entry = PHANTOMS[id(seg.host)]
+    return ("A", entry[0], entry[1], block.ptr - seg.ptr + a._offset, a._shape, dtype_code(a._dtype), a._strides)
+
+
+class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+    """cloudpickle, with DeviceArrays, phantom views, functions, ufuncs and dtypes as handles."""
+
+    link: Link
+    refs: list[DeviceArray]
+
+    def persistent_id(self, obj: Any) -> Any:
+        t = type(obj)
+        if t is DeviceArray:
+            self.refs.append(obj)
+            return handle_of(obj)
+        if t is _ndarray:
+            where = segment_of(obj)
+            if where is None:
+                return None
+            return ("V", *where, obj.shape, dtype_code(obj.dtype), obj.strides)
+        if t is _FunctionType:
+            return ("K", self.link.kernel_id(obj))
+        if t is _ufunc:
+            name: str = obj.__name__
+            return ("U", name) if getattr(np, name, None) is obj else None
+        if isinstance(obj, np.dtype):
+            return ("D", dtype_code(obj))
+        return None
+
+
+class _PicklerSlot(threading.local):
+    def __init__(self) -> None:
+        self.buf = io.BytesIO()
+        self.pickler = _Pickler(self.buf, protocol=5)
+        self.busy = False
+
+
+_slot = _PicklerSlot()
+
+
+def dumps_launch(link: Link, kernel: Callable[..., object], args: tuple[Any, ...]) -> Pickled:
+    """Pickle ``(kernel, args)`` for ``link``'s worker; the arrays to keep alive beside it.
+
+    Raises:
+        TypeError: the kernel or an argument cannot be serialised (the message names both).
+    """
+    slot = _slot
+    if slot.busy:  # re-entered (a finalizer launching during a dump): a pickler of its own
+        slot = _PicklerSlot()
+    slot.busy = True
+    buf, pickler = slot.buf, slot.pickler
+    pickler.link = link
+    refs: list[DeviceArray] = []
+    pickler.refs = refs
+    try:
+        pickler.dump((kernel, args))
+        blob = buf.getvalue()
+    except Exception as exc:
+        raise TypeError(
+            f"kernel {describe_kernel(kernel, args)} cannot be sent to a cluster device: its function or an "
+            f"argument cannot be serialised by cloudpickle ({type(exc).__name__}: {exc}); pass picklable "
+            "arguments (numpy arrays, numbers, DeviceArrays, functions)"
+        ) from exc
+    finally:
+        buf.seek(0)
+        buf.truncate()
+        pickler.clear_memo()
+        pickler.refs = []
+        slot.busy = False
+    return blob, tuple(refs)
+
+
+def dumps_function(fn: Callable[..., object]) -> bytes:
+    """A function pickled by value or reference, as cloudpickle decides (sent once per worker)."""
+    try:
+        return cloudpickle.dumps(fn, protocol=5)  # type: ignore[no-any-return]
+    except Exception as exc:
+        raise TypeError(
+            f"kernel {describe_kernel(fn, ())} cannot be sent to a cluster device: cloudpickle cannot serialise "
+            f"it ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, data: bytes, resolve: Callable[[Any], Any]) -> None:
+        super().__init__(io.BytesIO(data))
+        self.resolve = resolve
+
+    def persistent_load(self, pid: Any) -> Any:
+        return self.resolve(pid)
+
+
+def loads(data: bytes, resolve: Callable[[Any], Any]) -> Any:
+    """Unpickle on the worker; ``resolve`` turns each handle into its worker-side object."""
+    return _Unpickler(data, resolve).load()
