@@ -1,0 +1,463 @@
+"""Graphs (docs/graphs.md): capture once, replay: results, memory, random numbers, errors, facades.
+
+What a capture refuses, fork/join across streams, events in graphs and bad use are in
+``test_graphs_capture.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from _support import boom, run_python
+
+import mtia_async as amtia
+import mtia_async.sync as mtia
+from mtia_async._core.instrument import Launch, Observer, instruments
+from mtia_async.testing import check_invariants
+
+Chain = Callable[[Any, Any, Any], list[Any]]
+
+
+def _inputs() -> tuple[Any, Any, Any]:
+    x = mtia.asarray(np.linspace(-2.0, 2.0, 16, dtype=np.float32))
+    y = mtia.asarray(np.arange(16, dtype=np.float32) / 7)
+    m = mtia.asarray(np.arange(16, dtype=np.float32).reshape(4, 4) / 10)
+    mtia.synchronize()
+    return x, y, m
+
+
+def _set_inputs(x: Any, y: Any, m: Any, k: float) -> None:
+    """New values written into the inputs (on the default stream, waited for)."""
+    x[...] = mtia.asarray(np.linspace(-2.0, 2.0, 16, dtype=np.float32) * k)
+    y[...] = k
+    m[1:3, :] = -k
+    mtia.synchronize()
+
+
+def _user_kernel(a: Any, *, out: Any) -> None:
+    np.multiply(a, 3.0, out=out)
+
+
+# Every capturable operation, each in a chain whose later kernels read the earlier ones' outputs.
+CHAINS: dict[str, Chain] = {
+    "operators": lambda x, y, m: [((x + y) * 2.0 - y / 3.0) ** 2, 1.5 - x, -y, abs(x), x > y],
+    "ufuncs": lambda x, y, m: [np.tanh(np.exp(x) + np.sin(y)), np.maximum(x, y), np.hypot(x, 1.0)],
+    "out_and_inplace": lambda x, y, m: _out_and_inplace(x, y),
+    "matmul": lambda x, y, m: [m @ m, (m @ x.reshape(4, 4)).T @ m, np.matmul(m, m.T)],
+    "reductions": lambda x, y, m: [x.sum(), m.sum(axis=0), np.add.reduce(m, axis=1), m.mean(axis=1),
+                                   x.argmax(), y.max(), m.std(), np.maximum.reduce(x)],
+    "general_ufunc": lambda x, y, m: [np.add(x, y, where=x > 0.0, out=mtia.zeros(16)), np.add.accumulate(x),
+                                      np.multiply.outer(x[:4], y[:3])],
+    "setitem_and_views": lambda x, y, m: _setitem_and_views(x, y, m),
+    "copies": lambda x, y, m: [x.copy(), m.astype(np.float64) * 2, y[::2].copy(), mtia.asarray(x, dtype=np.int32)],
+    "factories": lambda x, y, m: [mtia.zeros(5) + x[:5], mtia.ones((2, 2)) * m[:2, :2], mtia.full(3, 2.5) + 1,
+                                  mtia.full((4, 4), y[:4])],
+    "user_launch": lambda x, y, m: _user_launch(x),
+}  # fmt: skip
+
+
+def _out_and_inplace(x: Any, y: Any) -> list[Any]:
+    o = mtia.empty(16)
+    np.exp(x, out=o)
+    np.add(o, y, out=o)
+    t = x + 0.0
+    t += y
+    t *= 2.0
+    return [o, t]
+
+
+def _setitem_and_views(x: Any, y: Any, m: Any) -> list[Any]:
+    z = mtia.zeros((4, 4))
+    z[0] = x[:4]
+    z[1:3, 1:3] = 7.0
+    z[3, :] = m[0] + y[4:8]
+    z[...] += 1.0
+    return [z, z.T + m, x[3:11].reshape(2, 4) * 2]
+
+
+def _user_launch(x: Any) -> list[Any]:
+    out = mtia.empty(16)
+    mtia.launch(_user_kernel, x, out=out, reads=[x], writes=[out])
+    return [out + 1.0]
+
+
+def _host(arrays: list[Any]) -> list[np.ndarray[Any, Any]]:
+    return [a.numpy() for a in arrays]
+
+
+@pytest.mark.parametrize("chain", sorted(CHAINS))
+def test_replay_equals_eager_and_reads_its_inputs_at_replay_time(chain: str) -> None:
+    fn = CHAINS[chain]
+    x, y, m = _inputs()
+    eager = _host(fn(x, y, m))
+    g = mtia.MTIAGraph()
+    with mtia.graph(g):
+        outs = fn(x, y, m)
+    ptrs = [o.data_ptr() for o in outs]
+    g.replay()
+    mtia.synchronize()
+    for got, want in zip(_host(outs), eager):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    for k in (0.5, -3.0):  # new input values, same arrays: the replays read them
+        _set_inputs(x, y, m, k)
+        eager = _host(fn(x, y, m))
+        g.replay()
+        mtia.synchronize()
+        for got, want in zip(_host(outs), eager):
+            np.testing.assert_allclose(got, want, rtol=1e-6)
+        assert [o.data_ptr() for o in outs] == ptrs  # the outputs never move
+
+
+def test_nothing_runs_until_replay_and_each_replay_runs_once() -> None:
+    calls: list[int] = []
+    x = mtia.zeros(4)
+    g = mtia.MTIAGraph()
+    with mtia.graph(g):
+        mtia.launch(calls.append, 1)
+        np.add(x, 1.0, out=x)
+    mtia.synchronize()
+    assert calls == [] and list(x.numpy()) == [0.0] * 4
+    for n in (1, 2, 3):
+        g.replay()
+        mtia.synchronize()
+        assert calls == [1] * n and list(x.numpy()) == [float(n)] * 4
+
+
+def test_replay_returns_at_once_and_replays_run_in_order() -> None:
+    gate = threading.Event()
+    counter = mtia.zeros(1)
+    seen: list[float] = []
+    g = mtia.MTIAGraph()
+    with mtia.graph(g):
+        mtia.launch(lambda: gate.wait(10))
+        np.add(counter, 1.0, out=counter)
+        mtia.launch(lambda c: seen.append(float(c[0])), counter, reads=[counter], writes=[])
+    for _ in range(50):
+        g.replay()  # returns while the first replay is still blocked on the gate
+    assert not mtia.current_stream().query()
+    gate.set()
+    mtia.synchronize()
+    assert seen == [float(i) for i in range(1, 51)]
+
+
+def test_replay_runs_on_the_current_stream_of_the_call() -> None:
+    gate = threading.Event()
+    g = mtia.MTIAGraph()
+    with mtia.graph(g):
+        mtia.launch(lambda: gate.wait(10))
+    other = mtia.Stream()
+    with mtia.stream(other):
+        g.replay()
+    assert not other.query() and mtia.current_stream().query()
+    gate.set()
+    other.synchronize()
+
+
+def test_observers_see_a_replay_as_one_launch_with_every_captured_access() -> None:
+    x, y, m = _inputs()
+    g = mtia.MTIAGraph()
+    with mtia.graph(g):
+        a = x + y
+        b = m @ m
+    seen: list[Launch] = []
+
+    class Seen(Observer):
+        def on_launch(self, launch: Launch) -> None:
+            seen.append(launch)
+
+    observer = Seen()
+    instruments.add(observer)
+    try:
+        g.replay()
+    finally:
+        instruments.remove(observer)
+    (launch,) = seen
+    assert {id(r) for r in launch.reads} == {id(x), id(y), id(m)}
+    assert {id(w) for w in launch.writes} == {id(a), id(b)}
+    mtia.synchronize()
+    np.testing.assert_allclose(a.numpy(), x.numpy() + y.numpy())
+
+
+# --- memory --------------------------------------------------------------------------------------
+def _pool_segments(pool: tuple[int, int]) -> list[dict[str, Any]]:
+    return [s for s in mtia.snapshot()["segments"] if s["segment_pool_id"] == pool]
+
+
+def test_a_private_pool_holds_the_capture_memory_until_reset() -> None:
+    x = mtia.ones(1024)
+    g = mtia.MTIAGraph()
+    with mtia.graph(g):
+        y = x * 2.0
+        z = y + 1.0
+    pool = g.pool()
+    assert pool[0] > 0 and pool[1] == 0
+    (seg,) = _pool_segments(pool)
+    addresses = {b["address"] for b in seg["blocks"] if b["state"] == "active_allocated"}
+    assert {y.data_ptr(), z.data_ptr()} <= addresses
+    assert all(s["segment_pool_id"] == (0, 0) for s in mtia.snapshot()["segments"] if s["address"] != seg["address"])
+    stats, snap = mtia.memory_stats(), mtia.snapshot()
+    check_invariants(stats, snap)
+    del y, z
+    mtia.empty_cache()
+    assert len(_pool_segments(pool)) == 1  # the graph replays into it: empty_cache keeps it
+    g.replay()
+    mtia.synchronize()
+    g.reset()
+    assert _pool_segments(pool) == []  # released by reset(): no other graph uses it
+    check_invariants(mtia.memory_stats(), mtia.snapshot())
+
+
+def test_outputs_outlive_reset_and_the_pool_goes_with_them() -> None:
+    g = mtia.MTIAGraph()
+    with mtia.graph(g):
+        out = mtia.ones(8) * 3.0
+    g.replay()
+    mtia.synchronize()
+    pool = g.pool()
+    g.reset()
+    np.testing.assert_array_equal(out.numpy(), np.full(8, 3.0))  # still valid after reset()
+    assert len(_pool_segments(pool)) == 1
+    del out
+    mtia.empty_cache()
+    assert _pool_segments(pool) == []
+
+
+def test_graphs_sharing_a_pool_allocate_from_the_same_segments() -> None:
+    pool = mtia.graph_pool_handle()
+    assert pool[0] == 0 and pool[1] > 0 and mtia.graph_pool_handle() != pool
+    x = mtia.ones(16)
+    g1, g2, g3 = mtia.MTIAGraph(), mtia.MTIAGraph(), mtia.MTIAGraph()
+    with mtia.graph(g1, pool=pool):
+        a = x + 1.0
+    with mtia.graph(g2, pool=g1.pool()):
+        b = a * 2.0
+    (seg,) = _pool_segments(pool)
+    ptrs = {blk["address"] for blk in seg["blocks"] if blk["state"] == "active_allocated"}
+    assert {a.data_ptr(), b.data_ptr()} <= ptrs and g2.pool() == pool
+    g1.replay()
+    g2.replay()
+    mtia.synchronize()
+    np.testing.assert_array_equal(b.numpy(), np.full(16, 4.0))
+    del a
+    g1.reset()  # g2 still uses the pool: it stays
+    mtia.empty_cache()
+    assert len(_pool_segments(pool)) == 1
+    with mtia.graph(g3, pool=pool):  # reuses what g1 freed, in the same segment
+        c = b + 1.0
+    assert _pool_segments(pool)[0]["address"] == seg["address"]
+    g3.replay()
+    mtia.synchronize()
+    np.testing.assert_array_equal(c.numpy(), np.full(16, 5.0))
+    del b, c
+    g2.reset()
+    assert len(_pool_segments(pool)) == 1  # g3 still uses it
+    g3.reset()
+    assert _pool_segments(pool) == []
+
+
+def test_a_pool_belongs_to_one_device_while_graphs_use_it() -> None:
+    pool = mtia.graph_pool_handle()
+    g0, g1 = mtia.MTIAGraph(), mtia.MTIAGraph()
+    with mtia.graph(g0, pool=pool):
+        mtia.zeros(4)
+    with mtia.device(1), pytest.raises(RuntimeError, match=r"pool \(0, \d+\) is used by graphs of mtia:0.*mtia:1"):
+        with mtia.graph(g1, pool=pool):
+            pass
+    assert not mtia.is_current_stream_capturing()
+    g0.reset()
+    with mtia.device(1), mtia.graph(g1, pool=pool):  # free again: mtia:1 may take it
+        y = mtia.zeros(4)
+    assert y.device == 1 and _pool_segments(pool)[0]["device"] == 1
+
+
+def test_a_graph_dropped_while_capturing_stops_capturing() -> None:
+    g = mtia.MTIAGraph()
+    s = mtia.Stream()
+    with mtia.stream(s):
+        g.capture_begin()
+        assert mtia.is_current_stream_capturing()
+        del g
+        assert not mtia.is_current_stream_capturing()
+        ran: list[int] = []
+        mtia.launch(ran.append, 1)
+        s.synchronize()
+    assert ran == [1]
+
+
+# --- random numbers ----------------------------------------------------------------------------
+def test_random_kernels_draw_new_numbers_per_replay_in_eager_order() -> None:
+    mtia.manual_seed(1234)
+    eager = [(mtia.rand(8).numpy(), mtia.randn(5).numpy()) for _ in range(3)]
+    mtia.manual_seed(1234)
+    state = mtia.get_rng_state()
+    g = mtia.MTIAGraph()
+    with mtia.graph(g):
+        r = mtia.rand(8)
+        n = mtia.randn(5)
+    np.testing.assert_array_equal(mtia.get_rng_state(), state)  # the capture reserved nothing
+    for want_r, want_n in eager:
+        g.replay()
+        mtia.synchronize()
+        np.testing.assert_array_equal(r.numpy(), want_r)
+        np.testing.assert_array_equal(n.numpy(), want_n)
+
+
+def test_a_graph_reserves_each_generators_blocks_once_per_replay() -> None:
+    gen = mtia.Generator().manual_seed(5)
+    mtia.manual_seed(6)
+    g = mtia.MTIAGraph()
+    p = mtia.full(64, 0.5)
+    with mtia.graph(g):
+        a = mtia.uniform(-1.0, 1.0, (40,), generator=gen)
+        b = mtia.randint(0, 10, (3,))
+        c = mtia.bernoulli(p, generator=gen)
+        d = mtia.randperm(6)
+    before, default_before = gen.get_offset(), mtia.get_rng_state()
+    g.replay()
+    mtia.synchronize()
+    assert gen.get_offset() == before + 5 + 16  # uniform float32: ceil(40/8); bernoulli: ceil(64/4)
+    assert sorted(d.numpy().tolist()) == list(range(6)) and set(np.unique(c.numpy())) <= {0.0, 1.0}
+    assert -1.0 <= a.numpy().min() and a.numpy().max() < 1.0 and b.numpy().max() < 10
+    assert not np.array_equal(mtia.get_rng_state(), default_before)
+
+
+def test_the_same_seed_gives_the_same_replays_in_two_processes() -> None:
+    code = """
+        import numpy as np, mtia_async.sync as mtia
+        mtia.manual_seed(2026)
+        g = mtia.MTIAGraph()
+        with mtia.graph(g):
+            mask = mtia.rand(6) > 0.5
+            noise = mtia.randn(4) * mask[:4]
+        rows = []
+        for _ in range(3):
+            g.replay()
+            mtia.synchronize()
+            rows.append(np.concatenate([mask.numpy().astype(np.float32), noise.numpy()]).round(6).tolist())
+        print(rows)
+    """
+    first, second = run_python(code, timeout=60), run_python(code, timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout
+    rows = eval(first.stdout)
+    assert rows[0] != rows[1] != rows[2]
+
+
+# --- errors in a replay --------------------------------------------------------------------------
+def test_a_kernel_error_in_a_replay_surfaces_at_the_waits_naming_the_captured_kernel() -> None:
+    x = mtia.ones(4)
+    after = mtia.zeros(4)
+    g = mtia.MTIAGraph()
+    with mtia.graph(g):
+        y = x + 1.0
+        mtia.launch(boom, "in the graph")
+        np.add(y, 1.0, out=after)
+    for _ in range(2):
+        g.replay()
+        with pytest.raises(mtia.KernelError, match=r"kernel boom \(kernel 2 of 3 in a replay of MTIAGraph #\d+\)") as info:
+            mtia.current_stream().synchronize()
+        assert isinstance(info.value.__cause__, ValueError) and str(info.value.__cause__) == "in the graph"
+        np.testing.assert_array_equal(after.numpy(), np.full(4, 3.0))  # the kernels after it ran
+    g.replay()
+    e = mtia.Event()
+    e.record()
+    with pytest.raises(mtia.KernelError, match="boom"):
+        e.synchronize()
+    mtia.synchronize()  # reported: the stream is clean again
+    np.testing.assert_array_equal(y.numpy(), np.full(4, 2.0))
+
+
+async def test_a_replay_error_reaches_an_awaiting_task() -> None:
+    g = amtia.MTIAGraph()
+    base, exponent = amtia.full(2, 2, dtype=np.int64), amtia.full(2, -1, dtype=np.int64)
+    async with amtia.graph(g):
+        base**exponent  # numpy refuses negative integer powers when it computes them
+    g.replay()
+    with pytest.raises(amtia.KernelError, match=r"numpy\.power \(kernel 1 of 1 in a replay of MTIAGraph") as info:
+        await amtia.current_stream().synchronize()
+    assert isinstance(info.value.__cause__, ValueError)
+
+
+# --- both facades, asyncio and trio --------------------------------------------------------------
+async def test_async_facade_captures_with_async_with_and_refuses_plain_with() -> None:
+    x = amtia.ones(8)
+    g = amtia.MTIAGraph()
+    with pytest.raises(RuntimeError, match="async with mtia_async.graph"):
+        with amtia.graph(g):  # type: ignore[attr-defined]
+            pass
+    assert not amtia.is_current_stream_capturing()
+    before = amtia.current_stream()
+    async with amtia.graph(g) as entered:
+        assert entered is None and amtia.is_current_stream_capturing()
+        assert amtia.current_stream() != before
+        y = np.sqrt(x * 16.0)
+    assert amtia.current_stream() == before and not amtia.is_current_stream_capturing()
+    g.replay()
+    np.testing.assert_array_equal(await y.to_host(), np.full(8, 4.0))
+
+
+async def test_an_async_graph_entry_cancelled_while_waiting_for_the_device_captures_nothing() -> None:
+    gate = threading.Event()
+    amtia.launch(lambda: gate.wait(10))
+    g = amtia.MTIAGraph()
+
+    async def capture() -> None:
+        async with amtia.graph(g):
+            pass
+
+    task = asyncio.create_task(capture())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    gate.set()
+    assert "fresh" in repr(g) and not amtia.is_current_stream_capturing()
+    async with amtia.graph(g):
+        amtia.zeros(1)
+    g.replay()
+    await amtia.synchronize()
+
+
+def test_trio_captures_and_replays() -> None:
+    import trio
+
+    async def main() -> list[float]:
+        g = amtia.MTIAGraph()
+        x = amtia.full(3, 2.0)
+        async with amtia.graph(g):
+            y = x * x
+        results = []
+        for k in (2.0, 5.0):
+            x[...] = k
+            g.replay()
+            results.append(float((await y.to_host())[0]))
+        return results
+
+    assert trio.run(main) == [4.0, 25.0]
+
+
+def test_graphs_replayed_from_many_threads_all_run() -> None:
+    counter = mtia.zeros(1, dtype=np.int64)
+    g = mtia.MTIAGraph()
+    with mtia.graph(g):
+        np.add(counter, 1, out=counter)
+    barrier = threading.Barrier(8)
+
+    def replays() -> None:
+        barrier.wait(10)
+        for _ in range(100):
+            with mtia.stream(mtia.default_stream()):
+                g.replay()
+
+    threads = [threading.Thread(target=replays) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    mtia.synchronize()
+    assert int(counter.numpy()[0]) == 800
