@@ -18,7 +18,7 @@ import mtia_async  # noqa: E402
 import mtia_async.memory  # noqa: E402
 import mtia_async.sync  # noqa: E402
 
-WAITING = {"Event", "Stream", "current_stream", "default_stream", "synchronize"}
+WAITING = {"Event", "Stream", "current_stream", "default_stream", "synchronize", "graph"}
 
 
 def _summary(obj: object) -> str:

@@ -14,6 +14,7 @@ from ._facade.aio import Stream as Stream
 from ._facade.aio import current_stream as current_stream
 from ._facade.aio import default_stream as default_stream
 from ._facade.aio import synchronize as synchronize
+from ._facade.graphs import AsyncGraph as graph
 from ._facade.shared import *  # noqa: F403  (the never-waiting names, listed once there)
 from . import memory as memory  # the submodule, as torch.mtia.memory (not in __all__)
 
@@ -27,6 +28,7 @@ __all__ = [
     "Generator",
     "KernelError",
     "MTIAError",
+    "MTIAGraph",
     "OutOfMemoryError",
     "Stream",
     "StreamContext",
@@ -47,10 +49,13 @@ __all__ = [
     "get_device_properties",
     "get_rng_state",
     "get_rng_state_all",
+    "graph",
+    "graph_pool_handle",
     "init",
     "initial_seed",
     "is_available",
     "is_bf16_supported",
+    "is_current_stream_capturing",
     "is_initialized",
     "launch",
     "manual_seed",

@@ -19,6 +19,9 @@ from .._exceptions import DeviceFailedError as DeviceFailedError
 from .._exceptions import KernelError as KernelError
 from .._exceptions import MTIAError as MTIAError
 from .._exceptions import OutOfMemoryError as OutOfMemoryError
+from .._graphs import MTIAGraph as MTIAGraph
+from .._graphs import graph_pool_handle as graph_pool_handle
+from .._graphs import is_current_stream_capturing as is_current_stream_capturing
 from .._log import set_debug_logging as set_debug_logging
 from .._random.generator import Generator as Generator
 from .._random.generator import get_rng_state as get_rng_state
@@ -73,6 +76,7 @@ __all__ = [
     "Generator",
     "KernelError",
     "MTIAError",
+    "MTIAGraph",
     "OutOfMemoryError",
     "StreamContext",
     "asarray",
@@ -90,10 +94,12 @@ __all__ = [
     "get_device_properties",
     "get_rng_state",
     "get_rng_state_all",
+    "graph_pool_handle",
     "init",
     "initial_seed",
     "is_available",
     "is_bf16_supported",
+    "is_current_stream_capturing",
     "is_initialized",
     "launch",
     "manual_seed",
