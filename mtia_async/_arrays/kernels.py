@@ -111,6 +111,9 @@ class _Unary:
     def __repr__(self) -> str:
         return "<unary>"
 
+    def __reduce__(self) -> str:
+        return "_UNARY"  # the one instance, also after a trip through pickle (a cluster worker)
+
 
 _UNARY: Any = _Unary()
 UNARY = _UNARY
