@@ -36,3 +36,16 @@ def alloc() -> Iterator[Any]:
 def s0() -> FakeStream:
     """A drained fake stream with id 0, for ``alloc``."""
     return FakeStream(0)
+
+
+@pytest.fixture(scope="session")
+def dask_cluster() -> Iterator[Any]:
+    """One real Dask LocalCluster of 2 worker processes for the whole session (tests/test_cluster*.py)."""
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+        worker_dashboard_address=None,
+    )  # fmt: skip
+    yield cluster
+    cluster.close(timeout=30)

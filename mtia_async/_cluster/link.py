@@ -106,6 +106,7 @@ class Link:
         self.open: dict[tuple[int, int], RemoteQueue] = {}  # streams with batches not done
         self.reorder: random.Random | None = None  # tests: deliver batches out of order
         self.late: list[Any] = []  # batches the reorder test holds back for a later frame
+        self.shuffled = 0  # frames whose batches went out in another order than they were made
         self.tasks: list[asyncio.Task[None]] = []
 
     # --- any thread ------------------------------------------------------------------------
@@ -135,7 +136,8 @@ class Link:
         return kid
 
     def reserve(self, device: int, uid: int, size: int) -> None:
-        self.reserves.append((device, uid, size))  # goes out with the launch that uses it
+        self.reserves.append((device, uid, size))
+        self.wake_threadsafe()  # backed at once (rare: segments are cached), not at first use
 
     def release(self, uid: int) -> None:
         self.releases.append(uid)
@@ -198,9 +200,11 @@ class Link:
         rng = self.reorder
         assert rng is not None
         pool = self.late + batches
+        before = list(pool)
         rng.shuffle(pool)
         keep = [b for b in pool if rng.random() < 0.3]
         self.late = keep
+        self.shuffled += keep != [] or any(a is not b for a, b in zip(before, pool))
         if keep:
             self.loop.call_later(0.002, self.event.set)
         return [b for b in pool if all(b is not k for k in keep)]

@@ -1,0 +1,321 @@
+"""Devices on a Dask cluster (api.md "Devices on a Dask cluster", docs/cluster.md).
+
+Every test runs on a real ``LocalCluster`` of 2 worker processes (the session fixture
+``dask_cluster``), never a mock of Dask: FIFO (with out-of-order delivery injected in
+the transport), events timed on the workers, waits and copies across workers, memory
+and snapshots, RNG equality with the local runtime, kernel errors, and that nothing is
+left behind (threads on the client, sessions and memory on the workers).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+import mtia_async as amtia
+import mtia_async.sync as mtia
+from mtia_async._core.runtime import state
+from mtia_async.testing import check_invariants, fresh_runtime
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def sessions(cluster: Any) -> dict[str, dict[str, int]]:
+    """What each worker holds for mtia_async clients: {worker: {session key: bytes}}."""
+    from distributed import Client
+
+    from mtia_async._cluster.server import sessions_info
+
+    with Client(cluster, set_as_default=False, timeout=30) as client:
+        result: dict[str, dict[str, int]] = client.run(sessions_info)
+        return result
+
+
+def wait_for_no_sessions(cluster: Any, timeout: float = 20.0) -> dict[str, dict[str, int]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        held = sessions(cluster)
+        if not any(held.values()) or time.monotonic() > deadline:
+            return held
+        time.sleep(0.2)
+
+
+@pytest.fixture(autouse=True)
+def remote(dask_cluster: Any) -> Iterator[Any]:
+    """A fresh runtime whose devices are the cluster's (one per worker)."""
+    with fresh_runtime(cluster=dask_cluster, workers=2, device_memory="1GiB"):
+        mtia.init()
+        yield dask_cluster
+
+
+def links() -> list[Any]:
+    rt = state.runtime
+    assert rt is not None
+    return [dev.link for dev in rt.devices]
+
+
+# --- devices, arrays, operators ----------------------------------------------------------------
+def test_one_device_per_worker_each_on_its_own_worker(remote: Any) -> None:
+    assert mtia.device_count() == 2
+    assert amtia.device_count() == 2
+    workers = {link.address for link in links()}
+    assert workers == set(remote.scheduler_info["workers"])
+    assert len(workers) == 2
+    assert mtia.get_device_properties(1)["total_memory"] == 1 << 30
+
+
+def test_arrays_operators_ufuncs_and_reductions_give_numpy_results(remote: Any) -> None:
+    host = np.arange(12, dtype=np.float32).reshape(3, 4)
+    for device in (0, 1):
+        with mtia.device(device):
+            a = mtia.asarray(host)
+            b = mtia.ones((3, 4))
+            assert a.device == device
+            np.testing.assert_array_equal((a * 2 + b).numpy(), host * 2 + 1)
+            np.testing.assert_allclose(np.exp(a).numpy(), np.exp(host), rtol=1e-6)
+            out = mtia.empty((3, 4))
+            np.sqrt(a, out=out)
+            np.testing.assert_allclose(out.numpy(), np.sqrt(host), rtol=1e-6)
+            np.testing.assert_array_equal(a.sum(axis=0).numpy(), host.sum(axis=0))
+            assert float(a.max().numpy()) == 11.0
+            np.testing.assert_array_equal((a @ a.T).numpy(), host @ host.T)
+            np.testing.assert_array_equal(a[1:, ::2].numpy(), host[1:, ::2])  # a view: metadata on the client
+            np.testing.assert_array_equal(a.T.reshape(12).numpy(), host.T.reshape(12))
+            a[0] = -1.0
+            expected = host.copy()
+            expected[0] = -1.0
+            np.testing.assert_array_equal(a.numpy(), expected)
+            np.testing.assert_array_equal(mtia.full((2, 2), 7, dtype=np.int64).numpy(), np.full((2, 2), 7))
+            np.testing.assert_array_equal(a.astype(np.int32).numpy(), expected.astype(np.int32))
+
+
+def test_launch_runs_user_kernels_on_the_worker_with_numpy_views(remote: Any) -> None:
+    s = mtia.Stream(1)
+    x = mtia.zeros(5, dtype=np.int64, device=1)
+    offset = 10
+
+    def fill(v: np.ndarray, start: int, *, step: int) -> None:  # a closure: pickled by value
+        v[:] = np.arange(start, start + step * v.size, step) + offset
+
+    s.launch(fill, x, 3, step=2)
+    with mtia.stream(s):
+        np.testing.assert_array_equal(x.numpy(), np.arange(3, 13, 2) + 10)
+    pids = []
+    s.launch(lambda: pids.append(1))  # runs on the worker: the client's list never changes
+    s.synchronize()
+    assert pids == []
+
+
+def test_both_facades_and_trio_await_remote_work(remote: Any) -> None:
+    import trio
+
+    async def body() -> np.ndarray:
+        s = amtia.Stream(0)
+        a = amtia.asarray(np.arange(4.0), device=0)
+        with amtia.stream(s):
+            b = a + 1
+            await s.synchronize()
+            e = s.record_event()
+            await e
+            return await b.to_host()
+
+    np.testing.assert_array_equal(trio.run(body), np.arange(4.0) + 1)
+    import asyncio
+
+    np.testing.assert_array_equal(asyncio.run(body()), np.arange(4.0) + 1)
+
+
+# --- FIFO --------------------------------------------------------------------------------------------
+def _step(v: np.ndarray, i: int) -> None:
+    v[0] = (v[0] * 31 + i) % 1_000_003
+
+
+def test_fifo_over_10000_launches_with_batches_delivered_out_of_order(remote: Any) -> None:
+    for link in links():
+        link.reorder = random.Random(7)  # the transport shuffles batches and holds some back
+    s = mtia.Stream(0)
+    x = mtia.zeros(1, dtype=np.int64, device=0)
+    expected = 0
+    for i in range(10_000):
+        s.launch(_step, x, i)
+        expected = (expected * 31 + i) % 1_000_003
+        if i % 97 == 0:
+            s.record_event()  # many small batches, so reordering has something to reorder
+        if i % 1000 == 0:
+            time.sleep(0.002)
+    with mtia.stream(s):
+        assert int(x.numpy()[0]) == expected
+    assert links()[0].shuffled > 0  # batches really went out of order
+
+
+# --- events ---------------------------------------------------------------------------------------
+def test_events_are_timed_on_the_worker_and_query_follows_the_work(remote: Any) -> None:
+    s = mtia.Stream(1)
+    start, end = mtia.Event(enable_timing=True), mtia.Event(enable_timing=True)
+    start.record(s)
+    s.launch(time.sleep, 0.3)
+    end.record(s)
+    assert not end.query() and not s.query()  # the sleep is still running on the worker
+    end.synchronize()
+    assert end.query() and s.query()
+    assert 45.0 <= start.elapsed_time(end) < 5000.0
+
+
+def test_wait_event_and_to_between_workers(remote: Any) -> None:
+    s0, s1 = mtia.Stream(0), mtia.Stream(1)
+    a = mtia.zeros(1000, device=0)
+
+    def slow_fill(v: np.ndarray) -> None:
+        time.sleep(0.2)
+        v[:] = 5.0
+
+    s0.launch(slow_fill, a)
+    done = s0.record_event()
+    s1.wait_event(done)  # s1's later work waits for s0's, across workers
+    b = mtia.empty(1000, device=1)
+    s1.launch(np.copyto, b, 3.0)
+    with mtia.stream(s1), mtia.stream(s0):
+        c = a.to(1)  # worker to worker: on s1, after the work enqueued so far on s0
+    s1.synchronize()
+    np.testing.assert_array_equal(c.numpy(), np.full(1000, 5.0, np.float32))
+    with mtia.device(0):
+        s0.launch(np.copyto, a, 9.0)
+        d = a.to(1)  # the default streams: ordered after the launch above
+    np.testing.assert_array_equal(d.numpy(), np.full(1000, 9.0, np.float32))
+    s0.wait_stream(s1)
+    s0.synchronize()
+
+
+def test_a_failure_crosses_workers_through_wait_event(remote: Any) -> None:
+    s0, s1 = mtia.Stream(0), mtia.Stream(1)
+
+    def boom() -> None:
+        raise ValueError("boom on worker 0")
+
+    s0.launch(boom)
+    s1.wait_event(s0.record_event())
+    with pytest.raises(mtia.KernelError, match="boom on worker 0"):
+        s1.synchronize()
+    s1.synchronize()  # reported: later work runs again
+    with pytest.raises(mtia.KernelError, match="boom on worker 0"):
+        s0.synchronize()
+    s0.synchronize()
+
+
+# --- memory ---------------------------------------------------------------------------------------
+def test_memory_stats_snapshots_and_worker_memory_agree(remote: Any) -> None:
+    a = mtia.empty((1 << 20,), device=0)  # 4 MiB: a 20 MiB segment
+    b = mtia.zeros(100, device=1)
+    stats0 = mtia.memory_stats(0)
+    assert stats0["allocated_bytes.all.current"] == 4 << 20
+    assert mtia.memory_reserved(0) == 20 << 20
+    assert mtia.memory_reserved(1) == 2 << 20
+    snap = mtia.snapshot()
+    for device in (0, 1):
+        mine = {**snap, "segments": [seg for seg in snap["segments"] if seg["device"] == device]}
+        check_invariants(mtia.memory_stats(device), mine)
+    assert {seg["address"] >> 40 for seg in snap["segments"]} == {1, 2}  # device addresses, as locally
+    assert a.data_ptr() in [seg["address"] for seg in snap["segments"] if seg["device"] == 0]
+    reserved = sorted([mtia.memory_reserved(0), mtia.memory_reserved(1)])
+    deadline = time.monotonic() + 10
+    while sorted(sum(h.values()) for h in sessions(remote).values()) != reserved:
+        assert time.monotonic() < deadline, f"the workers hold {sessions(remote)}, the client reserved {reserved}"
+        time.sleep(0.1)
+    del a, b
+    mtia.empty_cache()
+    assert mtia.memory_reserved(0) == mtia.memory_reserved(1) == 0
+    deadline = time.monotonic() + 10
+    while any(sum(h.values()) for h in sessions(remote).values()):
+        assert time.monotonic() < deadline, "the workers kept released segments"
+        time.sleep(0.1)
+
+
+def test_out_of_memory_is_raised_at_the_call_on_the_client(remote: Any) -> None:
+    with pytest.raises(mtia.OutOfMemoryError, match="out of memory"):
+        mtia.empty((2 << 30,), dtype=np.uint8, device=1)
+    assert mtia.memory_reserved(1) == 0
+
+
+# --- RNG -----------------------------------------------------------------------------------------------
+def test_same_seed_same_numbers_as_the_local_runtime(remote: Any) -> None:
+    mtia.manual_seed(1234)
+    remote_values = [mtia.randn(1000, device=d).numpy() for d in (0, 1)] + [mtia.rand(7, device=1).numpy()]
+    with fresh_runtime(device_count=2, workers=2, device_memory="1GiB"):
+        mtia.manual_seed(1234)
+        local_values = [mtia.randn(1000, device=d).numpy() for d in (0, 1)] + [mtia.rand(7, device=1).numpy()]
+    for r, loc in zip(remote_values, local_values):
+        np.testing.assert_array_equal(r, loc)
+
+
+# --- errors ---------------------------------------------------------------------------------------------
+def test_what_cannot_be_serialised_raises_type_error_at_launch(remote: Any) -> None:
+    s = mtia.Stream(0)
+    lock = threading.Lock()
+    with pytest.raises(TypeError, match="cannot be sent to a cluster device.*cloudpickle"):
+        s.launch(np.copyto, mtia.zeros(1, device=0), lock)
+    with pytest.raises(TypeError, match="cannot be sent to a cluster device"):
+        s.launch(lambda: lock.acquire())
+    s.synchronize()  # nothing was enqueued
+    assert s.query()
+
+
+def test_a_kernel_error_is_a_kernel_error_with_the_remote_traceback(remote: Any) -> None:
+    s = mtia.Stream(1)
+
+    def inner() -> None:
+        raise KeyError("missing on the worker")
+
+    def kernel() -> None:
+        inner()
+
+    s.launch(kernel)
+    with pytest.raises(mtia.KernelError, match="kernel .*kernel failed on device 1") as info:
+        s.synchronize()
+    cause = info.value.__cause__
+    assert isinstance(cause, KeyError)
+    notes = "\n".join(getattr(cause, "__notes__", []))
+    assert "Traceback on the Dask worker" in notes and "in inner" in notes
+    s.synchronize()  # reported once
+
+
+def test_an_unreachable_cluster_raises_at_init_naming_the_address_in_bounded_time() -> None:
+    with fresh_runtime(cluster="tcp://127.0.0.1:9", cluster_timeout=1):
+        started = time.monotonic()
+        with pytest.raises(ConnectionError, match=r"tcp://127\.0\.0\.1:9"):
+            mtia.init()
+        assert time.monotonic() - started < 15
+        assert not mtia.is_initialized()
+
+
+def test_bad_cluster_settings_are_refused_at_the_call() -> None:
+    with fresh_runtime():
+        with pytest.raises(TypeError, match="cluster must be a Dask scheduler address"):
+            mtia.configure(cluster=8786)
+        with pytest.raises(ValueError, match="not a Dask scheduler address"):
+            mtia.configure(cluster="tcp://bad host")
+        with pytest.raises(ValueError, match="devices_per_worker=0 is out of range"):
+            mtia.configure(devices_per_worker=0)
+        mtia.configure(cluster="tcp://127.0.0.1:9", device_count=2)
+        with pytest.raises(ValueError, match="cannot be combined with a cluster"):
+            mtia.init()
+
+
+# --- lifetime -------------------------------------------------------------------------------------------
+def test_shutdown_leaves_no_thread_here_and_no_session_or_memory_on_the_workers(remote: Any) -> None:
+    a = mtia.ones(1 << 18, device=0)
+    b = mtia.ones(1 << 18, device=1)
+    (a + b.to(0)).numpy()
+    assert all(len(h) == 1 for h in sessions(remote).values())
+    fresh = fresh_runtime()
+    fresh.__enter__()
+    try:
+        assert [t.name for t in threading.enumerate() if t.name.startswith("mtia_async")] == []
+        assert not any(wait_for_no_sessions(remote).values())
+    finally:
+        fresh.__exit__(None, None, None)
