@@ -24,6 +24,7 @@ from .._core.context import (
     set_current_device,
     set_current_stream,
 )
+from .._core.instrument import instruments
 from .._core.mark import Mark
 from .._core.runtime import configure, get_runtime, init, is_initialized, peek_config, state
 from .._core.stream import (
@@ -125,7 +126,13 @@ class StreamBase(StreamHandle, Generic[E]):
         if type(kernel) is not _FunctionType or kernel.__code__.co_flags & _BAD_FLAGS:
             if type(kernel) not in _PLAIN_KINDS:
                 check_kernel(kernel)
-        launch_on(self._impl, kernel, args, kwargs)
+        impl = self._impl
+        if args or kwargs or instruments.active:
+            launch_on(impl, kernel, args, kwargs)
+            return
+        impl.q.extend((kernel, args))  # StreamImpl.launch inlined for the no-argument kernel
+        if impl.token:
+            impl.kick()
 
     def query(self) -> bool:
         """True when all work enqueued on this stream so far is done; never waits."""
@@ -210,7 +217,13 @@ def launch(kernel: Callable[..., object], /, *args: Any, **kwargs: Any) -> None:
     if type(kernel) is not _FunctionType or kernel.__code__.co_flags & _BAD_FLAGS:
         if type(kernel) not in _PLAIN_KINDS:
             check_kernel(kernel)
-    launch_on(current_stream_impl(), kernel, args, kwargs)
+    impl = current_stream_impl()
+    if args or kwargs or instruments.active:
+        launch_on(impl, kernel, args, kwargs)
+        return
+    impl.q.extend((kernel, args))  # StreamImpl.launch inlined for the no-argument kernel
+    if impl.token:
+        impl.kick()
 
 
 # --- devices -------------------------------------------------------------------------
