@@ -2,10 +2,11 @@
 
 Subcommands::
 
-    python -m mtia_async                      # the main job: info, demo, quick benchmark summary
+    python -m mtia_async [--trace OUT.json]   # the main job: info, demo, quick benchmark summary
     python -m mtia_async info                 # the devices only
-    python -m mtia_async demo                 # info and the demo
+    python -m mtia_async demo [--trace OUT.json]  # info and the demo (--trace: its profile, for Perfetto)
     python -m mtia_async bench [SUITES...] [--quick] [--json PATH] [--compare OLD.json] [--plot OUT.png]
+                               [--trace OUT.json]
     python -m mtia_async bench compare OLD.json NEW.json [--fail-on-regression PCT]
     python -m mtia_async bench plot RESULTS.json [--compare OLD.json] -o OUT.png|svg
 
@@ -15,6 +16,7 @@ Every table is fitted to the terminal (or ``COLUMNS``; 100 columns into a pipe).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -49,9 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mtia_async {mtia_async.__version__}")
     parser.add_argument("--no-bench", action="store_true", help="main job: skip the quick benchmark summary")
     parser.add_argument("--plain", action="store_true", help="plain-text tables (no rich)")
+    parser.add_argument("--trace", metavar="OUT.json", default=None,
+                        help="profile the demo and write its trace (open it in https://ui.perfetto.dev)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("info", help="print the devices and the host")
-    sub.add_parser("demo", help="print the devices and run the demo")
+    demo = sub.add_parser("demo", help="print the devices and run the demo")
+    demo.add_argument("--trace", metavar="OUT.json", default=argparse.SUPPRESS,
+                      help="profile the demo and write its trace (open it in https://ui.perfetto.dev)")
     bench = sub.add_parser(
         "bench",
         help="run benchmark suites; 'bench compare', 'bench plot' work on saved runs",
@@ -76,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-progress", action="store_true", help="no progress display")
     bench.add_argument("--in-process", action="store_true",
                        help="run every suite in this interpreter (default: a fresh one per suite)")
+    bench.add_argument("--trace", metavar="OUT.json", default=None,
+                       help="profile each suite (its newest 100,000 events) and write its trace: OUT.json for one "
+                       "suite, OUT.SUITE.json for several; the figures then include the profiler's cost")
     bench.add_argument("--list", action="store_true", help="list the suites and exit")
     bench.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # how the parent runs a suite
     return parser
@@ -104,14 +113,31 @@ def _saved_run_parser(command: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _main_job(args: argparse.Namespace) -> int:
+def _demo(trace: str | None) -> None:
+    """Describe the devices and run the demo; with ``trace``, under the profiler, writing its trace there."""
     from mtia_async._cli.demo import describe, run_demo
+
+    if trace is None:
+        describe()
+        print()
+        run_demo()
+        return
+    from mtia_async.profiler import profile, record_function
+
+    with profile(record_shapes=True, profile_memory=True) as prof:
+        describe()
+        print()
+        with record_function("demo"):
+            run_demo()
+    prof.export_chrome_trace(trace)
+    print(f"\ntrace written to {trace} (open it in https://ui.perfetto.dev; docs/profiling.md)")
+
+
+def _main_job(args: argparse.Namespace) -> int:
     from mtia_async.bench import bench_command
 
     t0 = time.perf_counter()
-    describe()
-    print()
-    run_demo()
+    _demo(args.trace)
     status = 0
     if not args.no_bench:
         print()
@@ -147,7 +173,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     saved = _saved_run_command(argv)
     if saved is not None:
         return saved
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in (None, "demo") and args.trace is not None:
+        folder = os.path.dirname(os.path.abspath(args.trace))
+        if not os.path.isdir(folder):
+            parser.error(f"--trace {args.trace}: its folder {folder} does not exist")
     if args.command is None:
         return _main_job(args)
     if args.command == "info":
@@ -156,11 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         describe()
         return 0
     if args.command == "demo":
-        from mtia_async._cli.demo import describe, run_demo
-
-        describe()
-        print()
-        run_demo()
+        _demo(args.trace)
         return 0
     from mtia_async.bench import SUITES, bench_command
 
@@ -183,4 +210,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         threshold=args.threshold,
         min_time=args.min_time,
         child=args.child,
+        trace=args.trace,
     )

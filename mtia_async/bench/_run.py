@@ -30,6 +30,7 @@ from ._table import markdown_table, render_table, terminal_width
 __all__ = ["SUITES", "Suite", "bench_command", "compare_command", "plot_command", "run_suites"]
 
 EXIT_FAILED, EXIT_USAGE, EXIT_REGRESSION = 1, 2, 3
+TRACE_EVENTS = 100_000  # --trace keeps the newest events of each suite (a window, not the whole run)
 
 
 def _err(text: str) -> None:
@@ -41,7 +42,7 @@ def _err(text: str) -> None:
 
 def run_suites(
     names: Sequence[str], ctx: Context, progress: bool = True, isolate: bool = False,
-    busy: dict[str, float | None] | None = None,
+    busy: dict[str, float | None] | None = None, trace: str | None = None,
 ) -> tuple[list[Row], list[str]]:
     """Run the named suites in order.
 
@@ -54,6 +55,8 @@ def run_suites(
             imported libraries (PyTorch), warmed or fragmented memory.
         busy: filled with suite -> cores' worth of CPU other processes used just
             before it (measured between suites, while the harness is idle).
+        trace: profile each suite and write its trace there (``trace_path``), in the
+            interpreter that runs it.
 
     Returns:
         the rows, and the names of the suites that failed.
@@ -68,10 +71,11 @@ def run_suites(
                 busy[name] = others_cpu()
             rep.start(name)
             t0 = time.perf_counter()
+            suite_trace = trace_path(trace, name, len(names)) if trace else None
             if isolate:
-                suite_rows, error = _run_in_subprocess(name, ctx, rep, timeout=_timeout(name, ctx))
+                suite_rows, error = _run_in_subprocess(name, ctx, rep, timeout=_timeout(name, ctx), trace=suite_trace)
             else:
-                suite_rows, error = _run_here(name, ctx)
+                suite_rows, error = _run_here(name, ctx, suite_trace)
             rows += suite_rows
             if error is not None:
                 failed.append(name)
@@ -85,16 +89,35 @@ def _timeout(name: str, ctx: Context) -> float:
     return max(300.0, 10 * SUITES[name].seconds[1 if ctx.quick else 0] * ctx.reps / (5 if ctx.quick else 9))
 
 
-def _run_here(name: str, ctx: Context) -> tuple[list[Row], str | None]:
+def trace_path(path: str, suite: str, suites: int) -> str:
+    """Where ``--trace PATH`` puts one suite's trace: PATH itself for one suite, else ``out.SUITE.json``."""
+    if suites == 1:
+        return path
+    for ext in (".json.gz", ".json"):
+        if path.endswith(ext):
+            return f"{path[: -len(ext)]}.{suite}{ext}"
+    return f"{path}.{suite}"
+
+
+def _run_here(name: str, ctx: Context, trace: str | None = None) -> tuple[list[Row], str | None]:
     try:
-        return SUITES[name].run(ctx), None
+        if trace is None:
+            return SUITES[name].run(ctx), None
+        from mtia_async.profiler import profile
+
+        with profile(max_events=TRACE_EVENTS) as prof:
+            rows = SUITES[name].run(ctx)
+        prof.export_chrome_trace(trace)
+        return rows, None
     except Exception as exc:  # noqa: BLE001 - reported (traceback, FAILED row, exit 1)
         traceback.print_exc()
         return [], f"{type(exc).__name__}: {exc}"
 
 
-def _child_command(name: str, ctx: Context, path: str) -> list[str]:
+def _child_command(name: str, ctx: Context, path: str, trace: str | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "mtia_async", "bench", name, "--json", path, "--reps", str(ctx.reps), "--child"]
+    if trace is not None:
+        cmd += ["--trace", trace]
     if ctx.quick:
         cmd.append("--quick")
     if ctx.min_time is not None:
@@ -103,7 +126,7 @@ def _child_command(name: str, ctx: Context, path: str) -> list[str]:
 
 
 def _run_in_subprocess(name: str, ctx: Context, rep: Reporter | None = None,
-                       timeout: float = 600.0) -> tuple[list[Row], str | None]:
+                       timeout: float = 600.0, trace: str | None = None) -> tuple[list[Row], str | None]:
     import tempfile
 
     import mtia_async
@@ -114,7 +137,7 @@ def _run_in_subprocess(name: str, ctx: Context, rep: Reporter | None = None,
     other: list[str] = []
     with tempfile.TemporaryDirectory(prefix="mtia-bench-") as tmp:
         path = os.path.join(tmp, f"{name}.json")
-        with subprocess.Popen(_child_command(name, ctx, path), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        with subprocess.Popen(_child_command(name, ctx, path, trace), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True, env=env) as proc:
             returncode, timed_out = _follow(proc, rep, other, timeout)
         try:
@@ -212,12 +235,16 @@ def bench_command(
     threshold: float = 5.0,
     min_time: float | None = None,
     child: bool = False,
+    trace: str | None = None,
 ) -> int:
     """Run benchmark suites and report them; the body of ``python -m mtia_async bench``.
 
     With ``isolate`` (the default) and more than one suite, each suite runs in a fresh
     interpreter; a single suite always runs in this one. ``child`` is how the parent
     runs a suite: in-process, progress as lines on stderr, no table, the JSON only.
+    ``trace``: profile each suite in the interpreter that runs it and write its trace
+    (Chrome Trace Event Format; the newest ``TRACE_EVENTS`` events): to ``trace`` for
+    one suite, else to ``trace`` with the suite's name before ``.json``.
 
     Returns:
         the exit status (see the module docstring).
@@ -239,6 +266,8 @@ def bench_command(
         problems.append("--fail-on-regression needs --compare OLD.json (the run to compare with)")
     if plot_path is not None:
         problems += [p for p in (check_plot_path(plot_path),) if p]
+    if trace is not None and not os.path.isdir(os.path.dirname(os.path.abspath(trace))):
+        problems.append(f"--trace {trace}: its folder {os.path.dirname(os.path.abspath(trace))} does not exist")
     old = None
     if compare_path is not None:
         try:
@@ -264,13 +293,13 @@ def bench_command(
     if child:  # one suite, here; progress goes to the parent as lines on stderr
         rows, failed = [], []
         for name in names:
-            suite_rows, error = _run_here(name, ctx)
+            suite_rows, error = _run_here(name, ctx, trace)
             rows += suite_rows
             if error is not None:
                 failed.append(name)
                 rows.append(Row(f"{name}.error", name, "the suite raised", "", error=error))
     else:
-        rows, failed = run_suites(names, ctx, progress, isolate=isolate and len(names) > 1, busy=busy)
+        rows, failed = run_suites(names, ctx, progress, isolate=isolate and len(names) > 1, busy=busy, trace=trace)
     duration = time.perf_counter() - t0
     document = results_document(rows, suites=names, ctx=ctx, duration_s=duration, machine=machine, busy=busy)
     if json_path is not None:
@@ -281,9 +310,16 @@ def bench_command(
     title = f"mtia_async {mtia_async.__version__} benchmarks: {mode}, {ctx.reps} reps, {duration:.0f} s"
     notes = [SUITES[n].caption for n in names if SUITES[n].caption]
     note = _busy_note(busy)
+    if trace is not None:
+        notes.append("--trace: every suite ran under the profiler; its figures include the profiler's cost.")
     render_table(rows, title=title, plain=plain, notes=notes + ([note] if note else []))
     if json_path is not None:
         print(f"results written to {json_path}")
+    if trace is not None:
+        for name in names:
+            path = trace_path(trace, name, len(names))
+            if os.path.exists(path):
+                print(f"trace written to {path} (open it in https://ui.perfetto.dev; docs/profiling.md)")
     status = 0
     if old is not None:
         print()
