@@ -18,6 +18,7 @@ from ._facade.blocking import synchronize as synchronize
 from ._facade.graphs import graph as graph
 from ._facade.shared import *  # noqa: F403  (the never-waiting names, listed once there)
 from . import memory as memory  # the submodule, as torch.mtia.memory (not in __all__)
+from . import profiler as profiler  # the submodule, as torch.profiler (not in __all__)
 
 __all__ = [
     "DeferredMtiaCallError",

@@ -614,3 +614,11 @@ def test_bench_writes_a_trace_per_suite(tmp_path: Any) -> None:
         doc = load_trace(suite_path)
         check_trace(doc)
         assert json.dumps(doc["mtia_async"]).count('"max_events": 100000') == 1
+
+
+def test_the_profiler_is_a_submodule_of_both_facades() -> None:
+    import mtia_async.profiler as direct
+
+    assert mtia_async.profiler is direct and mtia.profiler is direct  # type: ignore[attr-defined]
+    assert direct.profile.__module__ == "mtia_async.profiler"
+    assert direct.__all__ == sorted(direct.__all__)
