@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from ._harness import Context, Row
 from .suites_compute import run_kernels, run_overlap
 from .suites_core import run_await, run_launch, run_sync
+from .suites_graphs import run_graphs
 from .suites_latency import run_responsiveness
 from .suites_memory import run_dispatch, run_memory, run_rng
 from .suites_ops import run_ops
@@ -52,6 +53,7 @@ _ALL = (
     Suite("responsiveness", run_responsiveness, "1 ms heartbeat's longest gap while streams work", (22, 8),
           "responsiveness: the longest gap between wake-ups of a 1 ms heartbeat task; baseline: the same "
           "heartbeat on an idle loop."),
+    Suite("graphs", run_graphs, "graph replay of 100 kernels vs eager; replay() cost; an MLP step", (20, 5)),
     Suite("service", run_service, "HTTP inference service at 1/16/256 connections vs asyncio.to_thread", (100, 15),
           "service: examples/inference_service.py on 127.0.0.1 under an aiohttp client; docs/service.md."),
 )
