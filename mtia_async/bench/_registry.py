@@ -18,6 +18,7 @@ from .suites_graphs import run_graphs
 from .suites_latency import run_responsiveness
 from .suites_memory import run_dispatch, run_memory, run_rng
 from .suites_ops import run_ops
+from .suites_profiler import run_profiler
 from .suites_service import run_service
 
 __all__ = ["SUITES", "Suite"]
@@ -54,6 +55,7 @@ _ALL = (
           "responsiveness: the longest gap between wake-ups of a 1 ms heartbeat task; baseline: the same "
           "heartbeat on an idle loop."),
     Suite("graphs", run_graphs, "graph replay of 100 kernels vs eager; replay() cost; an MLP step", (20, 5)),
+    Suite("profiler", run_profiler, "per-kernel cost of a recording profile, bytes per record", (12, 5)),
     Suite("service", run_service, "HTTP inference service at 1/16/256 connections vs asyncio.to_thread", (100, 15),
           "service: examples/inference_service.py on 127.0.0.1 under an aiohttp client; docs/service.md."),
 )
