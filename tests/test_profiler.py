@@ -67,8 +67,9 @@ def test_the_trace_has_a_process_per_device_a_track_per_stream_and_thread_and_fl
     assert {f"stream {s0.stream_id}", f"stream {s1.stream_id}", "stream 0 (default)", "MainThread"} <= names
     assert any(n.startswith("mtia_async-dev0-worker") for n in names)
     assert any(n.startswith("mtia_async-dev1-worker") for n in names)
-    kernels = [s for s in tr.slices if s.cat == "kernel" and not s.instant]
+    kernels = [s for s in tr.slices if s.cat in ("kernel", "worker") and not s.instant]
     stream_kernels = [s for s in kernels if tr.threads[(s.pid, s.tid)].startswith("stream")]
+    assert stream_kernels == [s for s in kernels if s.cat == "kernel"]  # a query on "kernel" counts each once
     assert sorted(s.name for s in stream_kernels) == ["multiply", "negative", "sleep_kernel"]
     # every kernel on a stream track has exactly one flow in, from its launch on the launching thread
     launch_flows = [(a, b) for a, b, cat in tr.flows if cat == "launch"]
@@ -318,6 +319,22 @@ def test_kernels_are_named_as_the_user_wrote_them() -> None:
     names = [e.name for e in _kernels(p)]
     assert names == ["test_kernels_are_named_as_the_user_wrote_them.<locals>.<lambda>", "exp", "add.reduce",
                      "subtract", "setitem", "Memset", "Memcpy DtoH"]  # fmt: skip
+
+
+def test_a_graph_replay_is_one_kernel_named_after_its_graph(tmp_path: Any) -> None:
+    x = mtia.zeros(4)
+    g = mtia.MTIAGraph()
+    with mtia.graph(g):
+        np.add(x, 1.0, out=x)
+        np.multiply(x, 2.0, out=x)
+    mtia.synchronize()
+    with profile() as p:
+        g.replay()
+        g.replay()
+    (row,) = [r for r in p.key_averages() if r.kind == "kernel"]
+    assert row.name.startswith("graph replay (MTIAGraph #") and row.count == 2
+    assert x.numpy().tolist() == [6.0] * 4
+    _trace(p, tmp_path)
 
 
 # --- memory -----------------------------------------------------------------------------------------------
@@ -588,6 +605,29 @@ def test_the_checker_rejects_what_perfetto_would_warn_about() -> None:
     for why, events in bad.items():
         with pytest.raises(AssertionError, match=why):
             check_trace({"traceEvents": meta + events})
+
+
+# --- docs/profiling.md ----------------------------------------------------------------------------------
+def test_the_profiling_page_runs_and_its_traces_load(tmp_path: Any) -> None:
+    import re
+
+    from _support import ROOT, run_python
+
+    with open(os.path.join(ROOT, "docs", "profiling.md"), encoding="utf-8") as f:
+        blocks = re.findall(r"```python\n(.*?)```", f.read(), flags=re.S)
+    assert len(blocks) >= 2
+    outputs = []
+    for i, block in enumerate(blocks):
+        result = run_python(f"import os\nos.chdir({str(tmp_path)!r})\n" + block, timeout=60)
+        assert result.returncode == 0, (i, result.stderr)
+        outputs.append(result.stdout)
+    rows = [line.split()[:3] for line in outputs[0].splitlines()]
+    assert ["exp", "kernel", "1"] in rows and ["sqrt", "kernel", "1"] in rows and ["step", "range", "1"] in rows
+    kinds = {(s.name, s.cat) for s in check_trace(load_trace(os.path.join(str(tmp_path), "trace.json"))).slices}
+    assert {("exp", "kernel"), ("exp", "worker"), ("step", "user_annotation")} <= kinds
+    ranges = [s for s in check_trace(load_trace(os.path.join(str(tmp_path), "async.json"))).slices
+              if s.name == "handle request"]  # fmt: skip
+    assert len(ranges) == 4
 
 
 # --- the command line ---------------------------------------------------------------------------------

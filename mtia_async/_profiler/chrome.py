@@ -149,7 +149,9 @@ class _Builder:
             args = {"device": e.device, "stream": e.stream, "queued_us": e.queued_us, "launched by": e.thread,
                     "worker": e.worker, **e.args}  # fmt: skip
             kernel = self.slice(self.stream(e.device, e.stream), e.name, "kernel", e.start_ns, e.end_ns, args)
-            self.slice(self.worker(e.device, e.worker or "worker"), e.name, "kernel", e.start_ns, e.end_ns,
+            # the same kernel on its worker's track: category "worker", so a query over
+            # category "kernel" counts each kernel once
+            self.slice(self.worker(e.device, e.worker or "worker"), e.name, "worker", e.start_ns, e.end_ns,
                        {"stream": e.stream})  # fmt: skip
             launch = self.instant(self.host(e), f"launch {e.name}", "launch", e.host_ns,
                                   {"kernel": e.name, "device": e.device, "stream": e.stream})  # fmt: skip

@@ -27,7 +27,7 @@ from .._arrays.reductions import function_kernel
 from .._arrays.transfer import copy_kernel, fill_kernel, setitem_kernel
 from .._core.stream import kernel_name
 
-__all__ = ["INTERNAL", "PACKAGE_DIR", "call_stack", "input_shapes", "launch_name", "user_args"]
+__all__ = ["INTERNAL", "PACKAGE_DIR", "call_stack", "input_shapes", "launch_name", "name_graph_replays", "user_args"]
 
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _FunctionType = types.FunctionType
@@ -72,6 +72,19 @@ INTERNAL: dict[Any, tuple[Callable[[tuple[Any, ...]], str], Callable[[tuple[Any,
     fill_kernel: (lambda args: "Memset", lambda args: args),  # (dst, value)
     setitem_kernel: (lambda args: "setitem", lambda args: args),  # (dst, value)
 }
+
+
+def name_graph_replays() -> None:
+    """Name graph replays ``graph replay (MTIAGraph #N)`` (called when a profile starts).
+
+    A replay reaches the instruments as one launch of the graphs' walker
+    (``_graphs/program.py``: ``_walk(exe, stream, ...)``, ``exe.label`` naming the graph),
+    looked up where it is, if graphs are loaded: the profiler does not import them.
+    """
+    program = sys.modules.get("mtia_async._graphs.program")
+    walk = getattr(program, "_walk", None)
+    if type(walk) is _FunctionType and walk not in INTERNAL:
+        INTERNAL[walk] = (lambda args: f"graph replay ({getattr(args[0], 'label', 'a graph')})", lambda args: ())
 
 
 def launch_name(kernel: Any, args: tuple[Any, ...], binds: bool) -> str:

@@ -25,6 +25,7 @@ from .._thread_role import flags, running_async_library
 from .averages import EventAverages, averages
 from .chrome import build_trace, write_trace
 from .events import ProfilerEvent
+from .naming import name_graph_replays
 from .recorder import MemoryRecorder, Recorder
 from .resolve import Resolved, resolve
 
@@ -122,6 +123,7 @@ class profile:  # noqa: N801  (torch.profiler.profile's name)
             raise RuntimeError("this profile already recorded (a profile records once): make a new profile()")
         if flags.worker:
             raise RuntimeError("a profile cannot start inside a kernel: start it on the host, around the launches")
+        name_graph_replays()
         if self.profile_memory:
             recorder: Recorder = MemoryRecorder(self.max_events, self.record_shapes, self.with_stack)
         else:
