@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from fractions import Fraction
 
-__all__ = ["ENV_VARS", "Config", "parse_memory", "resolve_config", "validate_setting"]
+__all__ = ["ENV_VARS", "SANITIZE_ENV", "Config", "parse_memory", "resolve_config", "sanitize_mode", "validate_setting"]
 
 ENV_VARS = {
     "device_count": "MTIA_ASYNC_DEVICE_COUNT",
@@ -23,6 +23,7 @@ ENV_VARS = {
     "cluster": "MTIA_ASYNC_CLUSTER",
 }
 SETTINGS = (*ENV_VARS, "blas_threads", "devices_per_worker", "cluster_timeout")
+SANITIZE_ENV = "MTIA_ASYNC_SANITIZE"  # the stream sanitizer at init (not a configure() setting)
 
 MAX_DEVICES = 64
 MAX_WORKERS = 256
@@ -61,6 +62,7 @@ class Config:
     cluster: object = None  # None: local devices; else a Dask address, Client or cluster (docs/cluster.md)
     devices_per_worker: int = 1  # with a cluster: devices held by each Dask worker
     cluster_timeout: int = 10  # with a cluster: seconds init may take to reach it
+    sanitize: str = ""  # MTIA_ASYNC_SANITIZE: "" (leave the stream sanitizer as it is), "raise" or "warn"
 
 
 def _short(value: object) -> str:
@@ -186,6 +188,25 @@ def validate_setting(key: str, value: object, name: str | None = None) -> object
     raise TypeError(f"unknown setting {key!r}; valid settings are {', '.join(SETTINGS)}")
 
 
+def sanitize_mode(raw: str) -> str:
+    """Parse ``MTIA_ASYNC_SANITIZE``: ``""`` (unset or ``0``), ``"raise"`` (``1`` or ``raise``) or ``"warn"``.
+
+    Raises:
+        ValueError: any other value, named in the message with the valid ones.
+    """
+    text = raw.strip().lower()
+    if text in ("", "0"):
+        return ""
+    if text in ("1", "raise"):
+        return "raise"
+    if text == "warn":
+        return "warn"
+    raise ValueError(
+        f"{SANITIZE_ENV}={_short(raw)} is not a stream sanitizer setting; use 1 (UnsynchronizedAccessError at "
+        "the launch that races), warn (SanitizerWarning instead) or 0 (off)"
+    )
+
+
 def resolve_config(overrides: dict[str, object]) -> Config:
     """Combine ``configure()`` overrides, environment variables and defaults.
 
@@ -218,6 +239,7 @@ def resolve_config(overrides: dict[str, object]) -> Config:
         cluster=values.get("cluster"),
         devices_per_worker=_int(overrides.get("devices_per_worker", 1)),
         cluster_timeout=_int(overrides.get("cluster_timeout", 10)),
+        sanitize=sanitize_mode(os.environ.get(SANITIZE_ENV, "")),
     )
 
 
