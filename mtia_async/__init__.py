@@ -18,6 +18,7 @@ from ._facade.graphs import AsyncGraph as graph
 from ._facade.shared import *  # noqa: F403  (the never-waiting names, listed once there)
 from . import memory as memory  # the submodule, as torch.mtia.memory (not in __all__)
 from . import profiler as profiler  # the submodule, as torch.profiler (not in __all__)
+from . import sanitizer as sanitizer  # the stream sanitizer's submodule (not in __all__)
 
 __version__ = "0.1.0"
 
@@ -31,8 +32,10 @@ __all__ = [
     "MTIAError",
     "MTIAGraph",
     "OutOfMemoryError",
+    "SanitizerWarning",
     "Stream",
     "StreamContext",
+    "UnsynchronizedAccessError",
     "asarray",
     "attach_out_of_memory_observer",
     "bernoulli",

@@ -36,6 +36,8 @@ EXTRAS = {
     # graphs: the end of torch.mtia's __all__ (2.13), newer than the surface file; torch.cuda's
     # is_current_stream_capturing (tests/test_graphs_capture.py checks torch.mtia.__all__ itself)
     "MTIAGraph", "graph", "graph_pool_handle", "is_current_stream_capturing",
+    # the stream sanitizer's report (the sanitizer itself is the submodule mtia_async.sanitizer)
+    "UnsynchronizedAccessError", "SanitizerWarning",
 }  # fmt: skip
 
 

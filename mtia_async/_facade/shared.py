@@ -19,6 +19,8 @@ from .._exceptions import DeviceFailedError as DeviceFailedError
 from .._exceptions import KernelError as KernelError
 from .._exceptions import MTIAError as MTIAError
 from .._exceptions import OutOfMemoryError as OutOfMemoryError
+from .._exceptions import SanitizerWarning as SanitizerWarning
+from .._exceptions import UnsynchronizedAccessError as UnsynchronizedAccessError
 from .._graphs import MTIAGraph as MTIAGraph
 from .._graphs import graph_pool_handle as graph_pool_handle
 from .._graphs import is_current_stream_capturing as is_current_stream_capturing
@@ -78,7 +80,9 @@ __all__ = [
     "MTIAError",
     "MTIAGraph",
     "OutOfMemoryError",
+    "SanitizerWarning",
     "StreamContext",
+    "UnsynchronizedAccessError",
     "asarray",
     "attach_out_of_memory_observer",
     "bernoulli",
