@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 import mtia_async  # noqa: E402
 import mtia_async.memory  # noqa: E402
+import mtia_async.profiler  # noqa: E402
 import mtia_async.sync  # noqa: E402
 
 WAITING = {"Event", "Stream", "current_stream", "default_stream", "synchronize", "graph"}
@@ -116,7 +117,15 @@ def render() -> str:
         + ": the same objects as the facades' (above). Also torch's private spellings "
         "`_record_memory_history`, `_snapshot`, `_dump_snapshot`.",
         "",
+        "## `mtia_async.profiler`",
+        "",
+        _summary(mtia_async.profiler),
+        "",
     ]
+    for name in mtia_async.profiler.__all__:
+        obj = getattr(mtia_async.profiler, name)
+        if callable(obj):  # not DEFAULT_MAX_EVENTS
+            out += _entry("mtia_async.profiler.", name, obj)
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -1,5 +1,4 @@
-"""The profiler, modelled on ``torch.profiler``: ``import mtia_async.profiler`` (or ``mtia_async.profiler``,
-``mtia_async.sync.profiler`` after importing a facade).
+"""The profiler, modelled on ``torch.profiler``; a submodule of both facades (``mtia_async.sync.profiler`` is it too).
 
 ``profile()`` records what the runtime does: kernels on each stream and worker thread,
 launches and the time kernels waited in their stream, event records and waits, host
