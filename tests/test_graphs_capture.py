@@ -156,11 +156,14 @@ def test_fork_and_join_across_two_streams() -> None:
         side.wait_stream(mtia.current_stream())  # fork: side joins the capture
         with mtia.stream(side):
             assert mtia.is_current_stream_capturing()
-            b = a + 1.0  # on side, after a
+            b = a + 1.0  # on side, after a; from the graph's pool
         done = mtia.Event()
         done.record(side)
         mtia.current_stream().wait_event(done)  # join
         c = a + b
+    segments = [seg for seg in mtia.snapshot()["segments"]
+                if seg["address"] <= b.data_ptr() < seg["address"] + seg["total_size"]]
+    assert [seg["segment_pool_id"] for seg in segments] == [g.pool()]
     with mtia.stream(side):
         assert not mtia.is_current_stream_capturing()  # the join ended with the capture
         ran: list[int] = []

@@ -31,6 +31,7 @@ import numpy as np
 
 from .._arrays.array import DeviceArray
 from .._arrays.kernels import UNARY, reduce_kernel, ufunc_a, ufunc_aa, ufunc_as, ufunc_kernel, ufunc_out, ufunc_sa
+from .._arrays.reductions import function_kernel
 from .._core.device import _ASYNC_RESULTS, _refuse_async_result
 from .._core.instrument import Launch, instruments
 from .._core.mark import Failure, Mark, fire
@@ -174,7 +175,10 @@ def _out_by_keyword(uf: Any, *operands: Any) -> None:
 
 
 _KEYWORD_OUT = frozenset({np.maximum, np.minimum})
-_RUNTIME_MODULES = frozenset({"mtia_async._arrays.kernels", "mtia_async._arrays.transfer", "mtia_async._random.philox"})
+_RUNTIME_MODULES = frozenset(
+    {"mtia_async._arrays.kernels", "mtia_async._arrays.reductions", "mtia_async._arrays.transfer",
+     "mtia_async._random.philox"}
+)  # fmt: skip
 
 
 def _user_kernel(kernel: Callable[..., object], args: tuple[Any, ...]) -> None:
@@ -225,7 +229,7 @@ def _fail(exe: GraphExec, s: StreamImpl, i: int, exc: BaseException) -> None:
 def _kernel_label(launch: Launch) -> str:
     """The captured kernel, as a failure names it: the numpy operation, or the user's kernel."""
     kernel, args = launch.kernel, launch.args
-    if kernel in (ufunc_aa, ufunc_as, ufunc_sa, ufunc_a, ufunc_out, ufunc_kernel, reduce_kernel):
+    if kernel in (ufunc_aa, ufunc_as, ufunc_sa, ufunc_a, ufunc_out, ufunc_kernel, reduce_kernel, function_kernel):
         fn = args[0]  # the ufunc, or its method (np.add.reduce)
         owner = getattr(fn, "__self__", None)
         if isinstance(owner, np.ufunc):
