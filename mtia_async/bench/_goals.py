@@ -79,4 +79,8 @@ GOALS: dict[str, Goal] = {
     "ops.launch_da.d1e3": _LAUNCH_DA,
     "ops.launch_da.d1e6": _LAUNCH_DA,
     "ops.worker.overhead": _g("<= 0.5 us (stretch 0.2)", "value", "<=", 0.5, 0.2, 12),
+    "cluster.launch": _g("<= 20 us per kernel", "value", "<=", 20.0, None, 15),
+    "cluster.await": _g("<= 2 ms", "value", "<=", 2.0, None, 15),
+    "cluster.to_host": _g("<= 2.0x Dask gather", "ratio", "<=", 2.0, None, 15),
+    "cluster.two_devices": _g(">= 1.6x one device", "ratio", ">=", 1.6, None, 15),
 }

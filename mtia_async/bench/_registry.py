@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ._harness import Context, Row
+from .suites_cluster import run_cluster
 from .suites_compute import run_kernels, run_overlap
 from .suites_core import run_await, run_launch, run_sync
 from .suites_graphs import run_graphs
@@ -56,6 +57,9 @@ _ALL = (
           "heartbeat on an idle loop."),
     Suite("graphs", run_graphs, "graph replay of 100 kernels vs eager; replay() cost; an MLP step", (20, 5)),
     Suite("profiler", run_profiler, "per-kernel cost of a recording profile, bytes per record", (12, 5)),
+    Suite("cluster", run_cluster, "devices on a Dask LocalCluster of 2 workers: launch, await, to_host, 2 vs 1", (25, 15),
+          "cluster: MTIA_ASYNC_CLUSTER's cluster (bench --cluster ADDRESS), else a LocalCluster of 2 worker "
+          "processes; docs/cluster.md."),
     Suite("service", run_service, "HTTP inference service at 1/16/256 connections vs asyncio.to_thread", (100, 15),
           "service: examples/inference_service.py on 127.0.0.1 under an aiohttp client; docs/service.md."),
 )

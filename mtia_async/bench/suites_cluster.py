@@ -1,0 +1,155 @@
+"""Suite ``cluster``: devices held by Dask workers (docs/cluster.md), with Dask's own calls as baselines.
+
+The suite runs on the cluster ``MTIA_ASYNC_CLUSTER`` names (``bench --cluster ADDRESS``),
+else on a ``LocalCluster`` of 2 worker processes it starts (on 127.0.0.1) and stops.
+Rows (goal 15 of the performance goals):
+
+* ``cluster.launch``: 10,000 no-op launches on a remote stream, then ``synchronize()``,
+  per kernel (the batched path: launches never wait on the network);
+* ``cluster.await``: launch one kernel and await it (one round trip), against an awaited
+  ``Client.submit`` of the same no-op (a Dask task through the scheduler);
+* ``cluster.to_host``: ``numpy()`` of an 8 MiB DeviceArray against ``Client.gather`` of an
+  8 MiB numpy array held by a worker;
+* ``cluster.two_devices``: ``np.exp`` on 1M float32, 200 kernels per device, on 2 devices
+  (2 workers) at once against 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ._harness import Baseline, Context, Row
+
+__all__ = ["run_cluster"]
+
+_ns = time.perf_counter_ns
+
+
+def noop() -> None:
+    """The no-op kernel (pickled by reference: it lives in this module, which workers import)."""
+
+
+@contextmanager
+def _cluster() -> Iterator[Any]:
+    """The cluster to measure: ``MTIA_ASYNC_CLUSTER``'s, else a LocalCluster of 2 workers."""
+    address = os.environ.get("MTIA_ASYNC_CLUSTER", "").strip()
+    if address:
+        yield address
+        return
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                           dashboard_address=None, worker_dashboard_address=None)  # fmt: skip
+    try:
+        yield cluster
+    finally:
+        cluster.close(timeout=30)
+
+
+def run_cluster(ctx: Context) -> list[Row]:
+    """The four figures of goal 15 on a cluster of 2 workers (see the module docstring)."""
+    from distributed import Client
+
+    import mtia_async as amtia
+    import mtia_async.sync as mtia
+    from mtia_async.testing import fresh_runtime
+
+    suite = "cluster"
+    with _cluster() as cluster, fresh_runtime(cluster=cluster, workers=1, device_memory="2GiB"), \
+            Client(cluster, set_as_default=False, timeout=30) as client:  # fmt: skip
+        if mtia.device_count() < 2:
+            raise RuntimeError(f"the cluster suite needs 2 workers; the cluster has {mtia.device_count()}")
+        s = mtia.Stream(0)
+        n = ctx.n(10_000, 2_000)
+
+        def launches() -> float:
+            launch = s.launch
+            t0 = _ns()
+            for _ in range(n):
+                launch(noop)
+            s.synchronize()
+            return (_ns() - t0) / n / 1e3
+
+        launch_samples = ctx.measure("cluster launch", {"remote": launches})["remote"]
+
+        k = ctx.n(50, 10)
+
+        async def awaited() -> float:
+            t0 = _ns()
+            for _ in range(k):
+                s2.launch(noop)
+                await s2.synchronize()
+            return (_ns() - t0) / k / 1e6
+
+        s2 = amtia.Stream(1)
+
+        async def await_group() -> dict[str, list[float]]:
+            return await ctx.measure_async("cluster await", {"remote": awaited, "dask": dask_submit})
+
+        def dask_submit_sync() -> float:
+            t0 = _ns()
+            for _ in range(k):
+                client.submit(noop, pure=False).result(timeout=30)
+            return (_ns() - t0) / k / 1e6
+
+        async def dask_submit() -> float:
+            return await asyncio.to_thread(dask_submit_sync)
+
+        await_samples = asyncio.run(await_group())
+
+        import numpy as np
+
+        host = np.random.default_rng(0).random(2 << 20, dtype=np.float32)  # 8 MiB
+        with mtia.device(0):
+            a = mtia.asarray(host)
+            mtia.synchronize()
+            worker = sorted(client.scheduler_info()["workers"])[0]
+            future = client.scatter(host, workers=[worker], direct=True)
+
+            def to_host() -> float:
+                t0 = _ns()
+                a.numpy()
+                return (_ns() - t0) / 1e6
+
+            def gather() -> float:
+                t0 = _ns()
+                client.gather(future)
+                return (_ns() - t0) / 1e6
+
+            copies = ctx.measure("cluster to_host", {"to_host": to_host, "gather": gather})
+        np.testing.assert_array_equal(a.numpy(), host)
+        del future
+
+        kernels = ctx.n(200, 20)
+        xs = [mtia.ones(1 << 20, device=d) for d in (0, 1)]
+        ys = [mtia.empty(1 << 20, device=d) for d in (0, 1)]
+        streams = [mtia.Stream(0), mtia.Stream(1)]
+
+        def rate(count: int) -> float:
+            t0 = _ns()
+            for _ in range(kernels):
+                for i in range(count):
+                    streams[i].launch(np.exp, xs[i], out=ys[i])
+            for i in range(count):
+                streams[i].synchronize()
+            return count * kernels / (_ns() - t0) * 1e9
+
+        compute = ctx.measure("cluster two devices", {"two": lambda: rate(2), "one": lambda: rate(1)})
+
+    return [
+        Row("cluster.launch", suite, f"{n:,} no-op launches + synchronize", "us", samples=launch_samples, batch=n,
+            note="per kernel, on a remote stream: batched, pickled at the launch"),
+        Row("cluster.await", suite, "launch + await one kernel", "ms", samples=await_samples["remote"],
+            baseline=Baseline("Client.submit(noop).result()", await_samples["dask"]), batch=k,
+            note="one round trip to the worker; the baseline is a Dask task through the scheduler"),
+        Row("cluster.to_host", suite, "numpy() of 8 MiB", "ms", samples=copies["to_host"],
+            baseline=Baseline("Client.gather of 8 MiB", copies["gather"])),
+        Row("cluster.two_devices", suite, "np.exp 1M float32: 2 devices vs 1", "kernels/s", "higher",
+            samples=compute["two"], baseline=Baseline("1 device", compute["one"]), batch=kernels,
+            note="2 Dask workers, one device each, driven from one caller"),
+    ]
