@@ -123,7 +123,7 @@ def run_cluster(ctx: Context) -> list[Row]:
 
             copies = ctx.measure("cluster to_host", {"to_host": to_host, "gather": gather})
         np.testing.assert_array_equal(a.numpy(), host)
-        del future
+        future.release()
 
         kernels = ctx.n(200, 20)
         xs = [mtia.ones(1 << 20, device=d) for d in (0, 1)]
