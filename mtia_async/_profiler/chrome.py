@@ -4,7 +4,8 @@ Processes and tracks: the host process (``os.getpid()``) has a track per host th
 (launches, user ranges, host waits, event records and waits as called); each device is
 a process named ``mtia:N`` with a track per stream (kernels, the points the stream
 reached for events and synchronizes, waits) and one per worker thread (the kernels it
-ran). Device processes and the tracks made here get ids above any Linux pid or tid.
+ran, in category ``worker`` so a query over category ``kernel`` counts each kernel
+once). Device processes and the tracks made here get ids above any Linux pid or tid.
 
 Perfetto's importer is strict, and this module keeps to its rules:
 
@@ -18,35 +19,44 @@ Perfetto's importer is strict, and this module keeps to its rules:
   exactly one start and one end, the start no later than the end;
 * timestamps are sorted, so the importer keeps this file's order (it re-sorts only
   out-of-order input), and durations are never negative.
+
+Events are written as text directly (one per line), names escaped once each: a trace
+of 100,000 kernels is half a million events.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import json
-import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .events import ProfilerEvent
 from .resolve import Resolved
 
-__all__ = ["DEVICE_PID_BASE", "SYNTHETIC_TID_BASE", "build_trace", "write_trace"]
+__all__ = ["DEVICE_PID_BASE", "SYNTHETIC_TID_BASE", "trace_lines", "write_trace"]
 
 DEVICE_PID_BASE = 1_000_000_000  # device N is process DEVICE_PID_BASE + N (Linux pids stay below 2**22)
 SYNTHETIC_TID_BASE = 2_000_000_000  # stream, worker and lane tracks (real tids stay below 2**22)
 
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+
 
 class _Item:
-    """A slice (``dur`` >= 0) or instant (``dur`` None) on a track, with the flow events bound to it."""
+    """A slice (``dur`` >= 0) or instant (``dur`` None) on a track, with the flow events bound to it.
 
-    __slots__ = ("ts", "dur", "event", "flows", "source", "lane")
+    ``body`` is the event's JSON without its opening brace, ``pid``, ``tid``, ``ts`` and
+    ``dur`` (``"ph":"X","name":"exp","cat":"kernel","args":{...}}``).
+    """
 
-    def __init__(self, ts: int, dur: int | None, event: dict[str, Any]) -> None:
+    __slots__ = ("ts", "dur", "body", "flows", "source", "lane")
+
+    def __init__(self, ts: int, dur: int | None, body: str) -> None:
         self.ts = ts
         self.dur = dur
-        self.event = event
-        self.flows: list[dict[str, Any]] = []
+        self.body = body
+        self.flows: list[tuple[str, int, str]] = []  # (phase, id, category)
         self.source = False  # a flow starts here (written before ends at the same time)
         self.lane = 0
 
@@ -59,19 +69,16 @@ class _Track:
         self.items: list[_Item] = []
         self.lane_tids: list[int] = [tid]
 
-    def add(self, ts: int, dur: int | None, event: dict[str, Any]) -> _Item:
-        item = _Item(ts, dur, event)
-        self.items.append(item)
-        return item
-
-    def layout(self, new_tid: Any) -> None:
-        """Give each item the first lane where it nests, by Perfetto's stack rules."""
+    def layout(self, new_tid: Callable[[], int]) -> None:
+        """Sort the items and give each the first lane where it nests, by Perfetto's stack rules."""
+        self.items.sort(key=lambda i: (i.ts, -(i.dur or 0)))
         lanes: list[list[tuple[int, bool]]] = []  # per lane: stack of (end, is_instant)
-        for item in sorted(self.items, key=lambda i: (i.ts, -(i.dur or 0))):
-            end = item.ts + (item.dur or 0)
+        for item in self.items:
+            ts = item.ts
+            end = ts + (item.dur or 0)
             instant = not item.dur
             for k, stack in enumerate(lanes):
-                while stack and (stack[-1][0] < item.ts or (stack[-1][0] == item.ts and not (stack[-1][1] and instant))):
+                while stack and (stack[-1][0] < ts or (stack[-1][0] == ts and not (stack[-1][1] and instant))):
                     stack.pop()
                 if not stack or end <= stack[-1][0]:
                     stack.append((end, instant))
@@ -92,20 +99,25 @@ class _Builder:
         self.tracks: dict[Any, _Track] = {}
         self.next_tid = SYNTHETIC_TID_BASE
         self.next_flow = 1
-        self.counters: list[tuple[int, dict[str, Any]]] = []
+        self.counters: list[tuple[int, str]] = []
         self.devices: set[int] = set()
         self.points: dict[int, _Item] = {}  # mark number -> the device instant where a flow from it starts
+        self._names: dict[str, str] = {}
 
     def tid(self) -> int:
         self.next_tid += 1
         return self.next_tid
 
-    def us(self, ns: int) -> float:
-        return round((ns - self.base) / 1e3, 3)
+    def name(self, text: str) -> str:
+        """``text`` as a JSON string (escaped once per distinct name)."""
+        quoted = self._names.get(text)
+        if quoted is None:
+            quoted = self._names[text] = _ENCODE(text)
+        return quoted
 
     # --- tracks ---------------------------------------------------------------------------
     def host(self, e: ProfilerEvent) -> _Track:
-        key = ("host", e.thread_id, e.thread)
+        key = (e.thread_id, e.thread)
         track = self.tracks.get(key)
         if track is None:
             tid = e.thread_id or self.tid()
@@ -113,7 +125,7 @@ class _Builder:
         return track
 
     def stream(self, device: int, stream: int) -> _Track:
-        key = ("stream", device, stream)
+        key = (device, stream)
         track = self.tracks.get(key)
         if track is None:
             self.devices.add(device)
@@ -131,44 +143,49 @@ class _Builder:
     def flow(self, source: _Item, target: _Item, cat: str) -> None:
         fid = self.next_flow
         self.next_flow += 1
-        source.flows.append({"ph": "s", "id": fid, "cat": cat, "name": cat})
+        source.flows.append(("s", fid, cat))
         source.source = True
-        target.flows.append({"ph": "f", "id": fid, "cat": cat, "name": cat, "bp": "e"})
+        target.flows.append(("f", fid, cat))
 
     # --- events ---------------------------------------------------------------------------
-    def slice(self, track: _Track, name: str, cat: str, start: int, end: int, args: dict[str, Any]) -> _Item:
-        return track.add(start, max(0, end - start), {"ph": "X", "name": name, "cat": cat, "args": args})
+    def slice(self, track: _Track, name: str, cat: str, start: int, end: int, args: str) -> _Item:
+        item = _Item(start, max(0, end - start), f'"ph":"X","name":{name},"cat":"{cat}","args":{args}}}')
+        track.items.append(item)
+        return item
 
-    def instant(self, track: _Track, name: str, cat: str, at: int, args: dict[str, Any]) -> _Item:
-        return track.add(at, None, {"ph": "i", "s": "t", "name": name, "cat": cat, "args": args})
+    def instant(self, track: _Track, name: str, cat: str, at: int, args: str) -> _Item:
+        item = _Item(at, None, f'"ph":"i","s":"t","name":{name},"cat":"{cat}","args":{args}}}')
+        track.items.append(item)
+        return item
 
     def add(self, e: ProfilerEvent, waits: list[ProfilerEvent], host_waits: list[ProfilerEvent]) -> None:
         kind = e.kind
         if kind == "kernel":
             assert e.device is not None and e.stream is not None and e.host_ns is not None
-            args = {"device": e.device, "stream": e.stream, "queued_us": e.queued_us, "launched by": e.thread,
-                    "worker": e.worker, **e.args}  # fmt: skip
-            kernel = self.slice(self.stream(e.device, e.stream), e.name, "kernel", e.start_ns, e.end_ns, args)
-            # the same kernel on its worker's track: category "worker", so a query over
-            # category "kernel" counts each kernel once
-            self.slice(self.worker(e.device, e.worker or "worker"), e.name, "worker", e.start_ns, e.end_ns,
-                       {"stream": e.stream})  # fmt: skip
-            launch = self.instant(self.host(e), f"launch {e.name}", "launch", e.host_ns,
-                                  {"kernel": e.name, "device": e.device, "stream": e.stream})  # fmt: skip
+            name = self.name(e.name)
+            extra = _ENCODE(e.args)[1:] if e.args else "}"
+            args = (f'{{"queued_us":{(e.start_ns - e.host_ns) / 1e3:.3f},"launched by":{self.name(e.thread or "")}'
+                    f'{"," + extra if e.args else extra}')  # fmt: skip
+            kernel = self.slice(self.stream(e.device, e.stream), name, "kernel", e.start_ns, e.end_ns, args)
+            self.slice(self.worker(e.device, e.worker or "worker"), name, "worker", e.start_ns, e.end_ns,
+                       f'{{"stream":{e.stream}}}')  # fmt: skip
+            launch = self.instant(self.host(e), self.name(f"launch {e.name}"), "launch", e.host_ns,
+                                  f'{{"device":{e.device},"stream":{e.stream}}}')  # fmt: skip
             self.flow(launch, kernel, "launch")
         elif kind == "range":
-            self.slice(self.host(e), e.name, "user_annotation", e.start_ns, e.end_ns, {})
+            self.slice(self.host(e), self.name(e.name), "user_annotation", e.start_ns, e.end_ns, "{}")
         elif kind == "record":
             assert e.device is not None and e.stream is not None and e.host_ns is not None
-            where = {"device": e.device, "stream": e.stream, "event": e.marks[0]}
-            self.instant(self.host(e), "Event.record", "event", e.host_ns, where)
+            where = f'{{"device":{e.device},"stream":{e.stream},"event":{e.marks[0]}}}'
+            self.instant(self.host(e), '"Event.record"', "event", e.host_ns, where)
             if e.args.get("reached"):
                 self.points[e.marks[0]] = self.instant(
-                    self.stream(e.device, e.stream), "event reached", "event", e.start_ns, {"event": e.marks[0]})
+                    self.stream(e.device, e.stream), '"event reached"', "event", e.start_ns,
+                    f'{{"event":{e.marks[0]}}}')  # fmt: skip
         elif kind == "sync":
             assert e.device is not None and e.stream is not None
             self.points[e.marks[0]] = self.instant(
-                self.stream(e.device, e.stream), "sync point", "event", e.start_ns, {"mark": e.marks[0]})
+                self.stream(e.device, e.stream), '"sync point"', "event", e.start_ns, f'{{"mark":{e.marks[0]}}}')
         elif kind == "wait":
             waits.append(e)
         elif kind == "host_wait":
@@ -176,73 +193,88 @@ class _Builder:
         elif kind == "memory":
             assert e.device is not None
             self.devices.add(e.device)
-            self.counters.append((e.start_ns, {
-                "ph": "C", "name": "memory", "pid": DEVICE_PID_BASE + e.device, "ts": self.us(e.start_ns),
-                "args": {"allocated": e.args["allocated_bytes"], "reserved": e.args["reserved_bytes"]}}))  # fmt: skip
+            self.counters.append((e.start_ns, (
+                f'{{"ph":"C","name":"memory","pid":{DEVICE_PID_BASE + e.device},"ts":{self.us(e.start_ns)},'
+                f'"args":{{"allocated":{e.args["allocated_bytes"]},"reserved":{e.args["reserved_bytes"]}}}}}')))
+
+    def us(self, ns: int) -> str:
+        """A time as the trace writes it: microseconds from the first event, to the nanosecond."""
+        return f"{(ns - self.base) / 1e3:.3f}"
 
     def add_wait(self, e: ProfilerEvent) -> None:
         assert e.device is not None and e.stream is not None and e.host_ns is not None
         mark = e.marks[0]
-        args = {"device": e.device, "stream": e.stream, "event": mark, "event stream": e.args.get("event_stream")}
-        self.instant(self.host(e), "wait_event", "event", e.host_ns, args)
+        other = _ENCODE(e.args.get("event_stream"))
+        self.instant(self.host(e), '"wait_event"', "event", e.host_ns,
+                     f'{{"device":{e.device},"stream":{e.stream},"event":{mark},"event stream":{other}}}')  # fmt: skip
         if e.args.get("ready"):
-            target = self.instant(self.stream(e.device, e.stream), "wait_event", "event", e.start_ns,
-                                  {"event": mark, "event stream": e.args.get("event_stream")})  # fmt: skip
+            target = self.instant(self.stream(e.device, e.stream), '"wait_event"', "event", e.start_ns,
+                                  f'{{"event":{mark},"event stream":{other}}}')  # fmt: skip
             point = self.points.get(mark)
             if point is not None and point.ts <= target.ts:
                 self.flow(point, target, "event")
 
     def add_host_wait(self, e: ProfilerEvent) -> None:
         track = self.host(e)
-        self.slice(track, e.name, "host_wait", e.start_ns, e.end_ns, {"marks": list(e.marks)})
+        name = self.name(e.name)
+        self.slice(track, name, "host_wait", e.start_ns, e.end_ns, f'{{"marks":{list(e.marks)}}}')
         sources = [self.points[m] for m in e.marks if m in self.points and self.points[m].ts <= e.end_ns]
         if sources:
-            woken = self.instant(track, "woken", "host_wait", e.end_ns, {"wait": e.name})
+            woken = self.instant(track, '"woken"', "host_wait", e.end_ns, f'{{"wait":{name}}}')
             for point in sources:
                 self.flow(point, woken, "event")
 
     # --- output ---------------------------------------------------------------------------
-    def metadata(self) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = [
-            {"ph": "M", "name": "process_name", "pid": self.host_pid, "args": {"name": f"host (pid {self.host_pid})"}},
-            {"ph": "M", "name": "process_sort_index", "pid": self.host_pid, "args": {"sort_index": 0}},
-        ]
+    def metadata(self) -> list[str]:
+        def meta(name: str, pid: int, tid: int | None, key: str, value: str | int) -> str:
+            where = f'"pid":{pid}' if tid is None else f'"pid":{pid},"tid":{tid}'
+            text = _ENCODE(value) if isinstance(value, str) else str(value)
+            return f'{{"ph":"M","name":"{name}",{where},"args":{{"{key}":{text}}}}}'
+
+        out = [meta("process_name", self.host_pid, None, "name", f"host (pid {self.host_pid})"),
+               meta("process_sort_index", self.host_pid, None, "sort_index", 0)]  # fmt: skip
         for device in sorted(self.devices):
-            pid = DEVICE_PID_BASE + device
-            out.append({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": f"mtia:{device}"}})
-            out.append({"ph": "M", "name": "process_sort_index", "pid": pid, "args": {"sort_index": 1 + device}})
+            out.append(meta("process_name", DEVICE_PID_BASE + device, None, "name", f"mtia:{device}"))
+            out.append(meta("process_sort_index", DEVICE_PID_BASE + device, None, "sort_index", 1 + device))
         for track in self.tracks.values():
             for lane, tid in enumerate(track.lane_tids):
                 name = track.name if lane == 0 else f"{track.name} (overlapping, {lane + 1})"
-                out.append({"ph": "M", "name": "thread_name", "pid": track.pid, "tid": tid, "args": {"name": name}})
-                out.append({"ph": "M", "name": "thread_sort_index", "pid": track.pid, "tid": tid,
-                            "args": {"sort_index": track.sort * 16 + lane}})  # fmt: skip
+                out.append(meta("thread_name", track.pid, tid, "name", name))
+                out.append(meta("thread_sort_index", track.pid, tid, "sort_index", track.sort * 16 + lane))
         return out
 
-    def trace_events(self) -> list[dict[str, Any]]:
-        groups: list[tuple[tuple[int, int, int, int], list[dict[str, Any]]]] = []
+    def lines(self) -> Iterator[str]:
+        """Every trace event as a line of JSON: metadata first, then the rest sorted by time."""
+        keyed: list[tuple[int, int, int, int, _Item | None, _Track | None, str]] = []
         seq = 0
         for track in self.tracks.values():
             track.layout(self.tid)
             for item in track.items:
-                tid = track.lane_tids[item.lane]
-                ts = self.us(item.ts)
-                head = {**item.event, "pid": track.pid, "tid": tid, "ts": ts}
-                if item.dur is not None:
-                    head["dur"] = round(item.dur / 1e3, 3)
-                group = [head] + [{**f, "pid": track.pid, "tid": tid, "ts": ts} for f in item.flows]
                 seq += 1
-                groups.append(((item.ts, -(item.dur or 0), 0 if item.source else 1, seq), group))
+                keyed.append((item.ts, -(item.dur or 0), 0 if item.source else 1, seq, item, track, ""))
         for at, counter in self.counters:
             seq += 1
-            groups.append(((at, 0, 1, seq), [counter]))
-        groups.sort(key=lambda g: g[0])
-        return self.metadata() + [e for _, group in groups for e in group]
+            keyed.append((at, 0, 1, seq, None, None, counter))
+        keyed.sort(key=lambda k: k[:4])
+        yield from self.metadata()
+        base = self.base
+        for ts, _, _, _, it, on, text in keyed:
+            if it is None or on is None:
+                yield text
+                continue
+            head = f'{{"pid":{on.pid},"tid":{on.lane_tids[it.lane]},"ts":{(ts - base) / 1e3:.3f},'
+            if it.dur is not None:
+                head += f'"dur":{it.dur / 1e3:.3f},'
+            yield head + it.body
+            for ph, fid, cat in it.flows:
+                bind = ',"bp":"e"' if ph == "f" else ""
+                yield f'{head}"ph":"{ph}","id":{fid},"cat":"{cat}","name":"{cat}"{bind}}}'
 
 
-def build_trace(resolved: Resolved, *, host_pid: int | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The trace of a profile's results, as a JSON-ready dict with ``traceEvents``."""
-    builder = _Builder(resolved, os.getpid() if host_pid is None else host_pid)
+def trace_lines(resolved: Resolved, host_pid: int) -> tuple[Iterator[str], int]:
+    """The trace events of a profile's results, one JSON object per string (made as they are read),
+    and the base time of their ``ts`` (ns)."""
+    builder = _Builder(resolved, host_pid)
     waits: list[ProfilerEvent] = []
     host_waits: list[ProfilerEvent] = []
     for e in resolved.events:
@@ -251,27 +283,30 @@ def build_trace(resolved: Resolved, *, host_pid: int | None = None, meta: dict[s
         builder.add_wait(e)
     for e in host_waits:
         builder.add_host_wait(e)
-    doc = {"traceEvents": builder.trace_events(), "schemaVersion": 1}
-    doc["mtia_async"] = {
-        "base_time_ns": builder.base,
+    return builder.lines(), builder.base
+
+
+def write_trace(resolved: Resolved, path: str, host_pid: int, meta: dict[str, Any]) -> None:
+    """Write the trace of ``resolved`` to ``path`` (gzip-compressed when it ends in ``.gz``).
+
+    An object with ``traceEvents`` (one event per line), ``schemaVersion`` and ``mtia_async``
+    (the base time of ``ts``, the clock, kernels pending, whether old events were dropped, the
+    profile's settings).
+    """
+    lines, base = trace_lines(resolved, host_pid)
+    info = {
+        "base_time_ns": base,
         "clock": "time.perf_counter_ns (the clock of Event.elapsed_time); ts = (ns - base_time_ns) / 1000",
         "pending_kernels": resolved.pending,
         "oldest_dropped": resolved.dropped,
-        **(meta or {}),
+        **meta,
     }
-    return doc
-
-
-def write_trace(doc: dict[str, Any], path: str) -> None:
-    """Write ``doc`` as JSON, one trace event per line; gzip-compressed when ``path`` ends in ``.gz``."""
-    events: Iterable[dict[str, Any]] = doc["traceEvents"]
-    rest = {k: v for k, v in doc.items() if k != "traceEvents"}
-    body = '{"traceEvents": [\n' + ",\n".join(json.dumps(e, separators=(",", ":")) for e in events) + "\n],\n"
-    body += json.dumps(rest)[1:] + "\n"
-    data = body.encode("utf-8")
-    if path.endswith(".gz"):
-        with gzip.open(path, "wb") as f:
-            f.write(data)
-    else:
-        with open(path, "wb") as f:
-            f.write(data)
+    raw = gzip.open(path, "wb") if path.endswith(".gz") else open(path, "wb")
+    with raw, io.TextIOWrapper(raw, encoding="utf-8", newline="\n", write_through=False) as f:
+        f.write('{"traceEvents": [\n')
+        sep = ""
+        for line in lines:
+            f.write(sep)
+            f.write(line)
+            sep = ",\n"
+        f.write('\n],\n"schemaVersion": 1,\n"mtia_async": ' + json.dumps(info) + "}\n")

@@ -1,23 +1,22 @@
-"""What a profile recorded, as ``events()`` returns it: one frozen :class:`ProfilerEvent` each.
+"""What a profile recorded, as ``events()`` returns it: one :class:`ProfilerEvent` (a named tuple) each.
 
 Times are ``time.perf_counter_ns()`` values, the clock ``Event.elapsed_time`` uses, so
 the difference of two events' times is comparable with ``elapsed_time`` (which is in
-milliseconds; these are nanoseconds).
+milliseconds; these are nanoseconds). (No ``from __future__ import annotations``: the API page prints these types.)
 """
 
-from __future__ import annotations
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Literal, NamedTuple
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
-
-__all__ = ["EventKind", "ProfilerEvent"]
+__all__ = ["NO_ARGS", "EventKind", "ProfilerEvent"]
 
 EventKind = Literal["kernel", "range", "host_wait", "record", "wait", "sync", "memory"]
+NO_ARGS: Mapping[str, Any] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class ProfilerEvent:
-    """One thing a profile saw.
+class ProfilerEvent(NamedTuple):
+    """One thing a profile saw (a named tuple: made fast, never changed).
 
     ``kind`` says which; the fields that do not apply to it are None (or empty):
 
@@ -58,7 +57,7 @@ class ProfilerEvent:
     worker: str | None = None
     worker_id: int | None = None
     marks: tuple[int, ...] = ()
-    args: dict[str, Any] = field(default_factory=dict)
+    args: Mapping[str, Any] = NO_ARGS
 
     @property
     def dur_ns(self) -> int:

@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .. import _forksafe as forksafe
 from .._core import runtime as _runtime
 from .._core.instrument import Launch, Observer
 from .._core.mark import safe_str
@@ -190,7 +191,7 @@ class MemoryRecorder(Recorder):
     def __init__(self, max_events: int, record_shapes: bool, with_stack: bool) -> None:
         super().__init__(max_events, record_shapes, with_stack)
         self.allocated: dict[Any, int] = {}  # DeviceImpl -> bytes
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock()  # re-made in a forked child: a parent thread may hold it at the fork
 
     def _count(self, array: Any, sign: int) -> None:
         block = array._block

@@ -8,11 +8,11 @@ raw records held are let go.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .events import ProfilerEvent
+from .events import NO_ARGS, ProfilerEvent
 from .recorder import HOST_WAIT, KERNEL, MEMORY, RANGE, RECORD, WAIT
 
 __all__ = ["Resolved", "resolve"]
@@ -60,9 +60,11 @@ def resolve(raw: Iterable[list[Any]], capacity: int) -> Resolved:
             launches.setdefault(key, []).append((rec[3], rec[6]))
             thread, tid = rec[4]
             worker, wid = rec[7]
-            args: dict[str, Any] = dict(rec[8]) if rec[8] else {}
-            if rec[9] is not None:
-                args["failed"] = rec[9]
+            args: Mapping[str, Any] = NO_ARGS
+            if rec[8] or rec[9] is not None:
+                args = dict(rec[8] or ())
+                if rec[9] is not None:
+                    args["failed"] = rec[9]
             events.append(ProfilerEvent(
                 "kernel", rec[1], rec[5], rec[6], thread, tid, key[0], key[1], rec[3], worker, wid, (), args))
         elif kind == RECORD:

@@ -101,7 +101,7 @@ def run_profiler(ctx: Context) -> list[Row]:
             note="the same with two 16-float32 DeviceArray arguments (a launch runner binds them)"),
         Row("profiler.record_bytes", suite, "memory kept per kernel record", "B", samples=per_record,
             note="tracemalloc: bytes a stopped profile holds per no-op kernel; the ring keeps at most "
-            "max_events records (default 500,000)"),
+            "max_events records (default 200,000)"),
     ]
 
 
