@@ -493,3 +493,29 @@ def test_the_docs_page_runs() -> None:
     for block in blocks:  # each in a fresh interpreter: one uses the sync facade, one the async
         result = run_python(block, timeout=60)
         assert result.returncode == 0, result.stderr
+
+
+def test_the_sanitizer_checks_a_replay_as_one_launch() -> None:
+    from mtia_async import sanitizer
+
+    x = mtia.ones(16)
+    g = mtia.MTIAGraph()
+    with mtia.graph(g):
+        y = x * 2.0
+    other = mtia.Stream()
+    sanitizer.enable()
+    try:
+        g.replay()
+        other.wait_stream(mtia.current_stream())
+        with mtia.stream(other):
+            ok = y + 1.0  # ordered after the replay: no report
+        with pytest.raises(mtia.UnsynchronizedAccessError, match="write-after-read"):
+            g.replay()  # it writes y, which other's kernel may still be reading
+        mtia.current_stream().wait_stream(other)
+        g.replay()
+        with pytest.raises(mtia.UnsynchronizedAccessError, match="(?s)read-after-write.*kernel graph_replay on stream 0"), mtia.stream(other):
+            y + 1.0  # the replay writes y, and nothing orders this read after it
+    finally:
+        sanitizer.disable()
+    mtia.synchronize()
+    np.testing.assert_array_equal(ok.numpy(), np.full(16, 3.0))

@@ -80,7 +80,7 @@ def pool_device(pool: PoolToken) -> DeviceImpl | None:
     if rt is None:
         return None
     for dev in rt.devices:
-        alloc = dev._allocator
+        alloc = getattr(dev, "_allocator", None)  # None: no memory yet (and no pool)
         if alloc is not None and alloc.pool_users(pool):
             return dev
     return None
