@@ -65,9 +65,12 @@ def describe(out: Print = print) -> None:
 # --- part 1: streams overlapping, timed with events --------------------------------------
 async def _overlap(out: Print, n_streams: int = 3, rounds: int = 8) -> None:
     rng = np.random.default_rng(0)
-    streams = [mtia.Stream() for _ in range(n_streams)]
-    buffers = [(rng.random(1 << 19, dtype=np.float32), np.empty(1 << 19, dtype=np.float32))
-               for _ in range(n_streams)]
+    # Streams spread over the devices (one device unless configured; on a cluster, its workers' devices).
+    streams = [mtia.Stream(i % mtia.device_count()) for i in range(n_streams)]
+    buffers = []
+    for s in streams:
+        with mtia.stream(s):  # the inputs are copied in on the stream that uses them
+            buffers.append((mtia.asarray(rng.random(1 << 19, dtype=np.float32)), mtia.empty(1 << 19)))
     events = []
     t0 = time.perf_counter()
     for s, (x, y) in zip(streams, buffers):
@@ -98,21 +101,27 @@ async def _heartbeat(stop: asyncio.Event, ticks: list[float]) -> None:
 
 async def _service(out: Print, n_requests: int = 24) -> None:
     rng = np.random.default_rng(1)
-    weights = rng.standard_normal((256, 128), dtype=np.float32) / 16
-    pool = [mtia.Stream() for _ in range(2)]
+    pool = [mtia.Stream(i % mtia.device_count()) for i in range(2)]
+    weights: dict[mtia.Stream, mtia.DeviceArray] = {}
+    host_weights = rng.standard_normal((256, 128), dtype=np.float32) / 16
+    for s in pool:
+        with mtia.stream(s):
+            weights[s] = mtia.asarray(host_weights)  # each stream's device holds the model
     latencies: list[float] = []
     checks: list[float] = []
 
     async def handle(i: int) -> None:
         t0 = time.perf_counter()
         s = pool[i % len(pool)]
-        batch = rng.random((64, 256), dtype=np.float32)
-        hidden = np.empty((64, 128), dtype=np.float32)
-        s.launch(np.subtract, batch, 0.5, out=batch)  # preprocess
-        s.launch(np.dot, batch, weights, out=hidden)  # "model"
-        s.launch(np.tanh, hidden, out=hidden)
-        await s.record_event()  # the result is ready: read it on the host
-        checks.append(float(np.abs(hidden).mean()))
+        with mtia.stream(s):
+            batch = mtia.asarray(rng.random((64, 256), dtype=np.float32))  # the request, copied in
+            hidden = mtia.empty((64, 128))
+            s.launch(np.subtract, batch, 0.5, out=batch)  # preprocess
+            s.launch(np.dot, batch, weights[s], out=hidden)  # "model"
+            s.launch(np.tanh, hidden, out=hidden)
+            await s.record_event()  # the result is ready
+            result = await hidden.to_host()  # read it on the host
+        checks.append(float(np.abs(result).mean()))
         latencies.append((time.perf_counter() - t0) * 1e3)
 
     stop = asyncio.Event()
