@@ -43,9 +43,11 @@ def dask_cluster() -> Iterator[Any]:
     """One real Dask LocalCluster of 2 worker processes for the whole session (tests/test_cluster*.py)."""
     from distributed import LocalCluster
 
+    # Dashboards on free ports (":0"): with None the scheduler still serves its HTTP routes on 8787, and two
+    # test sessions on one machine then collide (a warning, an error under filterwarnings=error).
     cluster = LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
-        worker_dashboard_address=None,
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0",
+        worker_dashboard_address=":0",
     )  # fmt: skip
     yield cluster
     cluster.close(timeout=30)

@@ -106,10 +106,16 @@ def test_launch_runs_user_kernels_on_the_worker_with_numpy_views(remote: Any) ->
     s.launch(fill, x, 3, step=2)
     with mtia.stream(s):
         np.testing.assert_array_equal(x.numpy(), np.arange(3, 13, 2) + 10)
-    pids = []
+    pids: list[int] = []
     s.launch(lambda: pids.append(1))  # runs on the worker: the client's list never changes
     s.synchronize()
     assert pids == []
+    host = np.zeros(3)
+    s.launch(np.copyto, host, 1.0)  # a host array is copied at the launch: read-only on the worker
+    with pytest.raises(mtia.KernelError, match="read-only") as info:
+        s.synchronize()
+    assert any("host numpy array passed to launch is copied" in n for n in info.value.__cause__.__notes__)
+    assert host.tolist() == [0.0, 0.0, 0.0]
 
 
 def test_both_facades_and_trio_await_remote_work(remote: Any) -> None:

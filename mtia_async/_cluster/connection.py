@@ -97,9 +97,10 @@ class Connection:
         from distributed.comm import connect
 
         deadline = time.monotonic() + self.timeout
-        self.client = client = await asyncio.wait_for(
-            Client(self.address, asynchronous=True, timeout=self.timeout, set_as_default=False), self.timeout
-        )
+        # Made first, started second: on a failure close() still has it to close (its __del__ would
+        # otherwise try to, later, on a loop that is gone).
+        self.client = client = Client(self.address, asynchronous=True, timeout=self.timeout, set_as_default=False)
+        await asyncio.wait_for(client, self.timeout)
         await client.wait_for_workers(1, timeout=max(0.1, deadline - time.monotonic()))
         infos: dict[str, dict[str, Any]] = await asyncio.wait_for(
             client.run(install), max(0.1, deadline - time.monotonic())

@@ -131,6 +131,7 @@ class WorkerSession:
         self._fid_lock = threading.Lock()
         self._next_fid = 0
         self.gated: list[Any] = []
+        self._made: set[int] = set()  # ids of the segment views the kernel being unpickled got
         self.outbox: deque[Any] = deque()
         self._wake_pending = False
         self.event = asyncio.Event()
@@ -251,11 +252,15 @@ class WorkerSession:
         for i, item in enumerate(items):
             tag = item[0]
             if tag == "K":
+                made = self._made = set()
                 try:
                     fn, args = loads(item[1], self.resolve)
                 except BaseException as exc:
                     exc.add_note("(raised while unpickling the kernel on the Dask worker)")
                     fn, args = kernel_did_not_unpickle, (exc,)
+                for x in args:
+                    if type(x) is np.ndarray and id(x) not in made:
+                        x.flags.writeable = False  # a host array's copy: a write to it would be lost
                 ls.launch(fn, args)
             elif tag == "M":
                 self._watch(ls.record_event(), item[1], [key[0], key[1], seq] if i == last else None)
@@ -351,7 +356,10 @@ class WorkerSession:
         if seg is None:
             raise MemoryError(f"the Dask worker holds no memory for segment {uid} of mtia:{dev} (it could not back it)")
         view = np.ndarray(shape, dtype, seg, off, None if strides is None else tuple(strides))
-        return view if tag == "V" else _worker_array(local, view, shape, dtype)
+        if tag == "V":
+            self._made.add(id(view))
+            return view
+        return _worker_array(local, view, shape, dtype)
 
     def view_of(self, uid: int, offset: int, shape: list[int], code: str, strides: list[int] | None) -> Any:
         """A contiguous copy (or view) of device memory, for another worker's fetch."""
@@ -363,6 +371,12 @@ class WorkerSession:
 def _exception_blob(failure: Failure) -> bytes:
     """The failure's exception pickled, with the worker's traceback attached as a note."""
     exc = failure.exc
+    if isinstance(exc, ValueError) and "read-only" in str(exc):
+        exc.add_note(
+            "On a cluster device, a host numpy array passed to launch is copied to the worker at the launch and "
+            "is read-only there (a write to it could never reach the caller): write into DeviceArrays and read "
+            "them back with to_host()/numpy()"
+        )
     try:
         if not any("Traceback on the Dask worker" in n for n in getattr(exc, "__notes__", ())):
             text = "".join(traceback.format_exception(exc))

@@ -44,7 +44,7 @@ def _cluster() -> Iterator[Any]:
     from distributed import LocalCluster
 
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, worker_dashboard_address=None)  # fmt: skip
+                           dashboard_address=":0", worker_dashboard_address=":0")  # fmt: skip
     try:
         yield cluster
     finally:
