@@ -427,6 +427,89 @@ def test_trio() -> None:
     assert names == ["sleep", "sleep", "trio range"] and took >= 2 * SLEEP * 0.9
 
 
+async def test_cancelling_the_async_exit_stops_the_profile_and_raises_at_once() -> None:
+    s = mtia_async.Stream()
+    gate = threading.Event()
+    entered = asyncio.Event()
+    holder: list[profile] = []
+
+    async def body() -> None:
+        async with profile() as p:
+            holder.append(p)
+            s.launch(gate.wait, 10.0)
+            entered.set()
+        raise AssertionError("the exit was cancelled: never here")  # pragma: no cover
+
+    task = asyncio.create_task(body())
+    await entered.wait()
+    await asyncio.sleep(0.02)  # the task is awaiting the kernel in the profile's exit
+    task.cancel()
+    t0 = time.perf_counter()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.perf_counter() - t0 < 1.0 and not instruments.active
+    (p,) = holder
+    assert p.key_averages().pending == 1  # the kernel still runs ...
+    gate.set()
+    await s.synchronize()
+    assert [e.name for e in _kernels(p)] == ["Event.wait"]  # ... and is in the results once it finished
+
+
+def test_two_event_loops_in_two_threads_in_one_profile(tmp_path: Any) -> None:
+    def loop_thread(i: int) -> None:
+        async def main() -> None:
+            s = mtia_async.Stream()
+            async with record_function(f"loop {i}"):
+                for _ in range(3):
+                    s.launch(np.negative, float(i))
+                await s.synchronize()
+
+        asyncio.run(main())
+
+    with profile() as p:
+        threads = [threading.Thread(target=loop_thread, args=(i,), name=f"loop-{i}") for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+    assert sorted((e.thread or "", e.name) for e in p.events() if e.kind == "range") == [
+        ("loop-0", "loop 0"), ("loop-1", "loop 1")]  # fmt: skip
+    assert len(_kernels(p, "negative")) == 6
+    _, tr = _trace(p, tmp_path)
+    assert [s.name for s in tr.track("loop-0") if s.cat == "host_wait" and not s.instant] == ["Stream.synchronize()"]
+
+
+def test_a_child_forked_while_profiling_memory_exits_cleanly() -> None:
+    from _support import run_python
+
+    result = run_python(
+        """
+        import gc, os, threading
+        import mtia_async.sync as mtia
+        from mtia_async.profiler import profile
+
+        arrays = [mtia.ones(100) for _ in range(50)]
+        mtia.synchronize()
+        p = profile(profile_memory=True)
+        p.start()
+        frees = threading.Thread(target=lambda: [arrays.pop() for _ in range(50)])
+        frees.start()  # frees race the fork: the recorder's lock may be held at it
+        pid = os.fork()
+        if pid == 0:
+            arrays.clear()
+            gc.collect()
+            os._exit(0)
+        frees.join()
+        _, status = os.waitpid(pid, 0)
+        p.stop()
+        print("child", os.waitstatus_to_exitcode(status), "memory events", len([e for e in p.events() if e.kind == "memory"]) > 0)
+        """,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "child 0 memory events True" in result.stdout
+
+
 def test_plain_with_inside_a_kernel_raises() -> None:
     errors: list[str] = []
 
