@@ -176,3 +176,14 @@ def test_two_devices_per_worker_share_its_process(dask_cluster: Any) -> None:
         with mtia.device(3):
             np.testing.assert_array_equal(c.numpy(), np.arange(6.0))
         assert sys.getrefcount(a) >= 2
+
+
+def test_the_command_line_runs_the_demo_on_the_cluster(dask_cluster: Any) -> None:
+    from _support import run_module
+
+    result = run_module(["--cluster", dask_cluster.scheduler_address, "demo"], timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "devices: 2" in result.stdout and "served 24 requests" in result.stdout
+    assert "mean |tanh| 0.219" in result.stdout  # the same numbers as on local devices
+    bad = run_module(["--cluster", "not an address", "info"], timeout=60)
+    assert bad.returncode == 2 and "--cluster: cluster='not an address' is not a Dask scheduler address" in bad.stderr

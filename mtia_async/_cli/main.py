@@ -2,11 +2,12 @@
 
 Subcommands::
 
-    python -m mtia_async [--trace OUT.json]   # the main job: info, demo, quick benchmark summary
+    python -m mtia_async [--cluster ADDRESS] [--trace OUT.json]   # the main job: info, demo, quick benchmark summary
     python -m mtia_async info                 # the devices only
     python -m mtia_async demo [--trace OUT.json]  # info and the demo (--trace: its profile, for Perfetto)
     python -m mtia_async bench [SUITES...] [--quick] [--json PATH] [--compare OLD.json] [--plot OUT.png]
                                [--trace OUT.json]
+    python -m mtia_async bench --cluster ADDRESS [SUITES...]   # on a Dask cluster's devices (docs/cluster.md)
     python -m mtia_async bench compare OLD.json NEW.json [--fail-on-regression PCT]
     python -m mtia_async bench plot RESULTS.json [--compare OLD.json] -o OUT.png|svg
 
@@ -22,6 +23,10 @@ import time
 from collections.abc import Sequence
 
 __all__ = ["build_parser", "main"]
+
+#: Suites ``bench --cluster`` runs when none is named: the cluster suite measures the cluster's
+#: devices against Dask's own calls; the local suites' baselines and goals are for local devices.
+CLUSTER_SUITES = ("cluster",)
 
 #: Suites of the main job's quick summary (responsiveness is left to ``bench``: the demo
 #: already shows a heartbeat staying live; dispatch's size sweep adds nothing to a
@@ -53,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plain", action="store_true", help="plain-text tables (no rich)")
     parser.add_argument("--trace", metavar="OUT.json", default=None,
                         help="profile the demo and write its trace (open it in https://ui.perfetto.dev)")
+    parser.add_argument("--cluster", metavar="ADDRESS", default=None,
+                        help="use the devices of the Dask cluster at ADDRESS (tcp://HOST:PORT; docs/cluster.md)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("info", help="print the devices and the host")
     demo = sub.add_parser("demo", help="print the devices and run the demo")
@@ -85,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--trace", metavar="OUT.json", default=None,
                        help="profile each suite (its newest 100,000 events) and write its trace: OUT.json for one "
                        "suite, OUT.SUITE.json for several; the figures then include the profiler's cost")
+    bench.add_argument("--cluster", metavar="ADDRESS", default=argparse.SUPPRESS,
+                       help=f"measure the devices of the Dask cluster at ADDRESS (default suites: "
+                       f"{', '.join(CLUSTER_SUITES)}; a suite named runs on the cluster's devices)")
     bench.add_argument("--list", action="store_true", help="list the suites and exit")
     bench.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # how the parent runs a suite
     return parser
@@ -167,6 +177,31 @@ def _saved_run_command(argv: list[str]) -> int | None:
     return plot_command(args.results, args.output, compare_path=args.compare_path)
 
 
+def _use_cluster(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int | None:
+    """``--cluster ADDRESS``: every device of this run (and of the bench's child processes) is the cluster's."""
+    import mtia_async
+
+    try:
+        mtia_async.configure(cluster=args.cluster)
+    except (TypeError, ValueError) as exc:
+        parser.error(f"--cluster: {exc}")
+    os.environ["MTIA_ASYNC_CLUSTER"] = args.cluster  # the suites run in child interpreters
+    if args.command == "bench" and not args.suites and not args.list:
+        args.suites = list(CLUSTER_SUITES)
+    if args.command is None and not args.no_bench:
+        from mtia_async.bench import bench_command
+
+        t0 = time.perf_counter()
+        _demo(args.trace)
+        print()
+        print("quick benchmark summary on the cluster (python -m mtia_async bench --cluster ADDRESS)")
+        sys.stdout.flush()
+        status = bench_command(CLUSTER_SUITES, quick=True, plain=args.plain)
+        print(f"\ndone in {time.perf_counter() - t0:.1f} s")
+        return status
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -179,6 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder = os.path.dirname(os.path.abspath(args.trace))
         if not os.path.isdir(folder):
             parser.error(f"--trace {args.trace}: its folder {folder} does not exist")
+    if args.cluster is not None:
+        status = _use_cluster(parser, args)
+        if status is not None:
+            return status
     if args.command is None:
         return _main_job(args)
     if args.command == "info":
