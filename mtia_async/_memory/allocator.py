@@ -120,7 +120,7 @@ class CachingAllocator(GraphPools):
             if last is not None:
                 self._stash = None
                 chunk = last._chunk
-                if last.requested_size == size and chunk.seg.key == key:
+                if last.requested_size == size and chunk.key == key:
                     # Take back the block just freed: every current statistic returns to its
                     # value before that free (so no peak moves); count the free that happened.
                     # A new Block, so a stale handle cannot free the new owner's memory.

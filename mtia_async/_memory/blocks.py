@@ -152,6 +152,7 @@ class Chunk:
         "ptr",
         "size",
         "buckets",
+        "key",
         "prev",
         "next",
         "state",
@@ -171,6 +172,7 @@ class Chunk:
         self.ptr = ptr
         self.size = size
         self.buckets = seg.pools.small if seg.small else seg.pools.large
+        self.key = seg.key  # what reuses it (the malloc fast path reads it: one hop less than seg.key)
         self.prev: Chunk | None = None
         self.next: Chunk | None = None
         self.state = FREE
