@@ -61,7 +61,7 @@ class Config:
     blas_threads: int  # BLAS threads per process while the runtime lives; 0 = leave BLAS alone
     cluster: object = None  # None: local devices; else a Dask address, Client or cluster (docs/cluster.md)
     devices_per_worker: int = 1  # with a cluster: devices held by each Dask worker
-    cluster_timeout: int = 10  # with a cluster: seconds init may take to reach it
+    cluster_timeout: int = 30  # with a cluster: seconds init may take to reach it
     sanitize: str = ""  # MTIA_ASYNC_SANITIZE: "" (leave the stream sanitizer as it is), "raise" or "warn"
 
 
@@ -238,7 +238,7 @@ def resolve_config(overrides: dict[str, object]) -> Config:
         blas_threads=_int(overrides.get("blas_threads", max(1, (os.cpu_count() or 1) // workers))),
         cluster=values.get("cluster"),
         devices_per_worker=_int(overrides.get("devices_per_worker", 1)),
-        cluster_timeout=_int(overrides.get("cluster_timeout", 10)),
+        cluster_timeout=_int(overrides.get("cluster_timeout", 30)),
         sanitize=sanitize_mode(os.environ.get(SANITIZE_ENV, "")),
     )
 

@@ -248,7 +248,7 @@ def configure(**settings: object) -> None:
             address, ``distributed.Client`` or ``LocalCluster``: every device is then held
             by a Dask worker, see docs/cluster.md), ``devices_per_worker`` (1..16, default
             1) and ``cluster_timeout`` (seconds to reach the cluster at init, 1..3600,
-            default 10).
+            default 30).
 
     Raises:
         RuntimeError: the runtime is already initialised.
