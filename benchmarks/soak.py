@@ -172,7 +172,7 @@ class Actor:
         if buf is None or self.rng.random() < 0.2:
             self._stream().launch(time.sleep, self.rng.uniform(0, 0.002))
         else:
-            buf.stream.launch(verify, buf.array, buf.value)
+            buf.stream.launch(verify, buf.array, buf.value, reads=[buf.array], writes=[])
         return
         yield
 
@@ -213,7 +213,7 @@ class Actor:
         others = [s for s in self.streams[buf.array.device] if s != buf.stream]
         other = self.rng.choice(others)
         other.wait_stream(buf.stream)  # the fill is done before the other stream reads
-        other.launch(verify, buf.array, buf.value)
+        other.launch(verify, buf.array, buf.value, reads=[buf.array], writes=[])
         buf.array.record_stream(other)
         if self.rng.random() < 0.5:
             self._drop(buf)  # freed now: the block waits for the other stream's work

@@ -14,7 +14,8 @@ while the device's worker threads compute. The heart of it::
             with next(self.pool):  # this task's current stream, until the block ends
                 xd = mtia.asarray(x)  # host-to-device copy, on the stream
                 yd = mtia.empty((x.shape[0], OUT), dtype=np.float32)
-                mtia.launch(mlp_kernel, xd, *self.params, out=yd)
+                mtia.launch(mlp_kernel, xd, *self.params, out=yd,
+                            reads=[xd, *self.params], writes=[yd])  # streams share the weights: read only
                 return await yd.to_host()  # the loop serves other requests meanwhile
 
 The service's code is ``mtia_async/bench/service_app.py`` (in the package, so that

@@ -385,6 +385,7 @@ def test_launch_passes_numpy_views_positional_and_keyword() -> None:
     assert seen == [(np.ndarray, np.ndarray)]
     s = mtia_sync.Stream(device=1)
     c = mtia.ones(2, device=1)
+    s.wait_stream(mtia_sync.current_stream(1))  # the fill of c is done first
     s.launch(lambda x: x.__iadd__(1), c)
     s.synchronize()
     np.testing.assert_array_equal(c.numpy(), [2, 2])

@@ -98,6 +98,7 @@ def test_arrays_operators_ufuncs_and_reductions_give_numpy_results(remote: Any) 
 def test_launch_runs_user_kernels_on_the_worker_with_numpy_views(remote: Any) -> None:
     s = mtia.Stream(1)
     x = mtia.zeros(5, dtype=np.int64, device=1)
+    s.wait_stream(mtia.current_stream(1))  # the fill of x is done first
     offset = 10
 
     def fill(v: np.ndarray, start: int, *, step: int) -> None:  # a closure: pickled by value
@@ -124,6 +125,7 @@ def test_both_facades_and_trio_await_remote_work(remote: Any) -> None:
     async def body() -> np.ndarray:
         s = amtia.Stream(0)
         a = amtia.asarray(np.arange(4.0), device=0)
+        s.wait_stream(amtia.current_stream(0))  # the copy into a is done first
         with amtia.stream(s):
             b = a + 1
             await s.synchronize()
@@ -147,6 +149,7 @@ def test_fifo_over_10000_launches_with_batches_delivered_out_of_order(remote: An
         link.reorder = random.Random(7)  # the transport shuffles batches and holds some back
     s = mtia.Stream(0)
     x = mtia.zeros(1, dtype=np.int64, device=0)
+    s.wait_stream(mtia.current_stream(0))  # the fill of x is done first
     expected = 0
     for i in range(10_000):
         s.launch(_step, x, i)
@@ -176,6 +179,7 @@ def test_events_are_timed_on_the_worker_and_query_follows_the_work(remote: Any) 
 def test_wait_event_and_to_between_workers(remote: Any) -> None:
     s0, s1 = mtia.Stream(0), mtia.Stream(1)
     a = mtia.zeros(1000, device=0)
+    s0.wait_stream(mtia.current_stream(0))  # the fill of a is done first
 
     def slow_fill(v: np.ndarray) -> None:
         time.sleep(0.2)
@@ -192,7 +196,8 @@ def test_wait_event_and_to_between_workers(remote: Any) -> None:
     np.testing.assert_array_equal(c.numpy(), np.full(1000, 5.0, np.float32))
     with mtia.device(0):
         s0.launch(np.copyto, a, 9.0)
-        d = a.to(1)  # the default streams: ordered after the launch above
+        mtia.current_stream(0).wait_stream(s0)
+        d = a.to(1)  # on the default streams, which wait for the launch above
     np.testing.assert_array_equal(d.numpy(), np.full(1000, 9.0, np.float32))
     s0.wait_stream(s1)
     s0.synchronize()
@@ -263,8 +268,10 @@ def test_same_seed_same_numbers_as_the_local_runtime(remote: Any) -> None:
 def test_what_cannot_be_serialised_raises_type_error_at_launch(remote: Any) -> None:
     s = mtia.Stream(0)
     lock = threading.Lock()
+    a = mtia.zeros(1, device=0)
+    s.wait_stream(mtia.current_stream(0))  # the fill of a is done first
     with pytest.raises(TypeError, match="cannot be sent to a cluster device.*cloudpickle"):
-        s.launch(np.copyto, mtia.zeros(1, device=0), lock)
+        s.launch(np.copyto, a, lock)
     with pytest.raises(TypeError, match="cannot be sent to a cluster device"):
         s.launch(lambda: lock.acquire())
     s.synchronize()  # nothing was enqueued

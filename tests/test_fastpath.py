@@ -170,6 +170,7 @@ def test_a_queued_kernel_keeps_only_its_argument_tuple_alive() -> None:
     """Issue 11: ``launch(np.exp, X, out=Y)`` adds one tracked object per queued kernel."""
     x, y = mtia.zeros(16), mtia.zeros(16)
     s = mtia.Stream()
+    s.wait_stream(mtia.current_stream())  # the fills of x and y are done first
     gate = threading.Event()
     s.launch(gate.wait, 10)
     s.launch(np.exp, x, out=y)  # the runner of this call shape exists now
@@ -189,7 +190,9 @@ def test_launch_failures_name_the_users_kernel_not_the_runner() -> None:
         raise ValueError("nope")
 
     s = mtia.Stream()
-    s.launch(broken, mtia.zeros(2), out=mtia.zeros(2))
+    x, y = mtia.zeros(2), mtia.zeros(2)
+    s.wait_stream(mtia.current_stream())  # their fills are done first
+    s.launch(broken, x, out=y)
     with pytest.raises(mtia.KernelError, match="kernel .*broken failed"):
         s.synchronize()
 

@@ -29,8 +29,8 @@ def test_the_marker_sets_the_runtime(mtia_runtime):
     props = mtia.get_device_properties(1)
     assert (props["total_memory"], props["workers"]) == (64 * 2**20, 1)
     s = mtia_sync.Stream(device=1)
-    a = mtia.ones(4, device=1)
     with mtia.stream(s):
+        a = mtia.ones(4, device=1)
         b = a * 3
     s.synchronize()
     assert b.numpy().tolist() == [3.0] * 4

@@ -91,10 +91,11 @@ def test_M2_stream_and_event_cycles_and_runtime_restarts_leave_no_threads() -> N
             del keep
             gate = threading.Event()
             s.launch(gate.wait, 5)
-            for _ in range(100):  # queued behind the gate when the runtime shuts down
-                payload = Payload()
-                refs.append(weakref.ref(payload))
-                s.launch(payload, mtia.zeros(10, device=s.device_index))
+            with s:  # each array is filled on s too, ahead of the kernel that takes it
+                for _ in range(100):  # queued behind the gate when the runtime shuts down
+                    payload = Payload()
+                    refs.append(weakref.ref(payload))
+                    s.launch(payload, mtia.zeros(10, device=s.device_index))
             del payload, s, e
             releaser = threading.Timer(0.05, gate.set)
             releaser.start()
@@ -124,6 +125,7 @@ def test_M2_arrays_that_outlive_their_runtime_free_quietly_and_shutdown_never_de
         s.launch(np.add, dropped, 1, out=dropped)
         gate = threading.Event()
         side.launch(gate.wait, 5)
+        side.wait_stream(s)  # the fill of queued comes first
         side.launch(np.add, queued, 1, out=queued)
         del queued, dropped, a
         s.synchronize()  # the worker dropped `dropped`; nothing has settled it yet

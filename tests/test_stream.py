@@ -364,6 +364,7 @@ def test_M4_kernel_arguments_arrays_closures_and_events_die_after_completion() -
     e = mtia_sync.Event()
     ae = mtia.Event()
     refs = [weakref.ref(x) for x in (arr, dev, kernel, closure_target, e, ae)]
+    s.wait_stream(mtia_sync.current_stream())  # the fill of dev is done first
     s.launch(kernel, arr, dev, key=arr)
     s.launch(_closure_calling(closure_target))
     e.record(s)

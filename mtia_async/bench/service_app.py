@@ -147,7 +147,7 @@ class _DeviceModel:
         with next(self.pool):  # this task's current stream, until the block ends
             xd = mtia.asarray(x)  # host-to-device copy, on the stream
             yd = mtia.empty((x.shape[0], OUT), dtype=np.float32)
-            mtia.launch(mlp_kernel, xd, *self.params, out=yd)
+            mtia.launch(mlp_kernel, xd, *self.params, out=yd, reads=[xd, *self.params], writes=[yd])
             return await yd.to_host()  # the loop runs other requests meanwhile
 
 
