@@ -49,7 +49,7 @@ def wait_for_no_sessions(cluster: Any, timeout: float = 20.0) -> dict[str, dict[
 @pytest.fixture(autouse=True)
 def remote(dask_cluster: Any) -> Iterator[Any]:
     """A fresh runtime whose devices are the cluster's (one per worker)."""
-    with fresh_runtime(cluster=dask_cluster, workers=2, device_memory="1GiB"):
+    with fresh_runtime(cluster=dask_cluster, workers=2, device_memory="1GiB", cluster_timeout=60):
         mtia.init()
         yield dask_cluster
 

@@ -51,7 +51,7 @@ def _worker_pid(cluster: Any, address: str) -> int:
 
 
 def test_a_killed_worker_fails_its_device_and_the_other_keeps_working(doomed_cluster: Any) -> None:
-    with fresh_runtime(cluster=doomed_cluster, workers=2, device_memory="256MiB"):
+    with fresh_runtime(cluster=doomed_cluster, workers=2, device_memory="256MiB", cluster_timeout=60):
         mtia.init()
         doomed = state.runtime.devices[0]  # type: ignore[union-attr]
         s0, s1 = mtia.Stream(0), mtia.Stream(1)
@@ -88,8 +88,8 @@ def test_a_killed_worker_fails_its_device_and_the_other_keeps_working(doomed_clu
         # the stream that waited on the dead device reports it once, then works
         with pytest.raises(mtia.DeviceFailedError):
             s1.synchronize()
-        y = mtia.asarray(np.arange(5.0), device=1)
         with mtia.stream(s1):
+            y = mtia.asarray(np.arange(5.0), device=1)
             np.testing.assert_array_equal((y * 2).numpy(), np.arange(5.0) * 2)
         mtia.synchronize(1)
         assert not mtia.get_device_properties(1)["failed"]
@@ -98,7 +98,7 @@ def test_a_killed_worker_fails_its_device_and_the_other_keeps_working(doomed_clu
 def test_a_killed_worker_fails_awaits_in_an_event_loop(doomed_cluster: Any) -> None:
     import asyncio
 
-    with fresh_runtime(cluster=doomed_cluster, workers=2, device_memory="256MiB"):
+    with fresh_runtime(cluster=doomed_cluster, workers=2, device_memory="256MiB", cluster_timeout=60):
         amtia.init()
         address = state.runtime.devices[1].link.address  # type: ignore[union-attr, attr-defined]
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .link import Link
-from .server import install, package_version
+from .server import boot_id, install, package_version
 from .wire import dumps_function
 
 if TYPE_CHECKING:
@@ -47,6 +47,21 @@ def scheduler_address(cluster: object) -> str:
     if not isinstance(address, str):
         raise ValueError(f"cluster={cluster!r} has no scheduler address (a closed Client or cluster?)")
     return address
+
+
+async def _clock_offset(comm: Any, timeout: float) -> int:
+    """What to add to the worker's ``perf_counter_ns()`` to get ours: the ping with the shortest round trip."""
+    best: tuple[int, int] | None = None
+    for _ in range(5):
+        t0 = time.perf_counter_ns()
+        await comm.write({"ping": 1})
+        reply = await asyncio.wait_for(comm.read(), timeout)
+        t1 = time.perf_counter_ns()
+        worker_ns = int(reply["e"][0][1])
+        if best is None or t1 - t0 < best[0]:
+            best = (t1 - t0, (t0 + t1) // 2 - worker_ns)
+    assert best is not None
+    return best[1]
 
 
 class Connection:
@@ -124,7 +139,11 @@ class Connection:
             hello = await asyncio.wait_for(comm.read(), max(0.1, deadline - time.monotonic()))
             if not (isinstance(hello, dict) and hello.get("ok")):
                 raise RuntimeError(f"the Dask worker {address} refused the mtia_async session: {hello!r}")
-            self.links.append(Link(self, address, comm))
+            link = Link(self, address, comm)
+            here = boot_id()
+            if here is None or infos[address].get("boot") != here:  # another host: estimate our clocks' offset
+                link.offset = await _clock_offset(comm, max(0.1, deadline - time.monotonic()))
+            self.links.append(link)
         return addresses
 
     def start(self) -> None:

@@ -17,6 +17,7 @@ a local device) whose work does not run here:
 
 from __future__ import annotations
 
+import types
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from .._exceptions import DeviceFailedError
 from .._log import emit
 from .._memory import CachingAllocator
 from .backing import PhantomBacking
+from .features import SPECIAL_MODULES, enqueue_special
 from .wire import dumps_launch
 
 if TYPE_CHECKING:
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
     from .link import Link
 
 __all__ = ["ReadItem", "RemoteDevice", "RemoteQueue"]
+
+_FunctionType = types.FunctionType
 
 
 class ReadItem:
@@ -76,14 +80,26 @@ class RemoteQueue(deque[Any]):
 
     def extend(self, items: Any) -> None:
         kernel, args = items
-        if kernel is not None:
-            blob, refs = dumps_launch(self.link, kernel, args)
-            deque.extend(self, (blob, refs))
+        if kernel is None:
+            deque.extend(self, items)  # a mark, a wait, a clear: encoded by the link
+        elif kernel.__class__ is _FunctionType and kernel.__module__ in SPECIAL_MODULES and \
+                enqueue_special(self, kernel, args):  # fmt: skip
+            return
         else:
-            deque.extend(self, items)
+            deque.extend(self, dumps_launch(self.link, kernel, args))
         if not self.token and not self.flush_pending:  # the link holds the stream: tell it
             self.flush_pending = True
             self.link.request(self, None)
+
+    def append_items(self, pairs: list[tuple[Any, Any]]) -> None:
+        """Append several ``(item, refs)`` pairs at once (one ``extend``: never interleaved)."""
+        deque.extend(self, [x for pair in pairs for x in pair])
+        if not self.token and not self.flush_pending:
+            self.flush_pending = True
+            self.link.request(self, None)
+
+    def append_item(self, item: Any, refs: Any) -> None:
+        self.append_items([(item, refs)])
 
 
 class RemoteDevice(DeviceImpl):

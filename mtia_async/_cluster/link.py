@@ -94,6 +94,8 @@ class Link:
         self.forgets: deque[int] = deque()
         self.xdone: deque[tuple[int, int, bytes]] = deque()
         self.reads: dict[int, np.ndarray[Any, Any]] = {}
+        self.timings: dict[int, list[Any]] = {}  # the profiler's records of kernels out on the worker
+        self.offset = 0  # add to the worker's perf_counter_ns() to get ours (0 on the same host)
         self._wake_pending = False
         # the I/O thread only
         self.event = asyncio.Event()
@@ -221,7 +223,7 @@ class Link:
                 if first is None:
                     self._encode(second, items, refs)
                 else:
-                    items.append(("K", first))
+                    items.append(first if first.__class__ is tuple else ("K", first))  # "T": profiled
                     if second:
                         refs.append(second)
             if not items:
@@ -290,6 +292,11 @@ class Link:
                     np.copyto(host, np.asarray(data).reshape(host.shape), casting="no")
             elif kind == "f":
                 self._failure(ev[1], ev[2], ev[3], ev[4], ev[5])
+            elif kind == "t":  # a profiled kernel ran: fill the profiler's record
+                rec = self.timings.pop(ev[1], None)
+                if rec is not None:
+                    rec[5], rec[6], rec[9] = ev[2] + self.offset, ev[3] + self.offset, ev[6]
+                    rec[7] = (f"{ev[4]} @ {self.address}", ev[5])  # last: the record is complete
 
     def _failure(self, fid: int, dev: int, sid: int, kernel: str | None, blob: bytes) -> None:
         items = unpickle_failures(blob)
@@ -313,7 +320,7 @@ class Link:
             if mark is not None:
                 self.mids.pop(mark, None)
                 mark.stream.unreported = tuple(f for f in failures if not f.reported)
-                mark.complete(failures, t_ns)
+                mark.complete(failures, t_ns + self.offset)
         if batch is not None:
             held = self.held.get((batch[0], batch[1]))
             if held is not None:
@@ -368,6 +375,7 @@ class Link:
         self.held.clear()
         self.open.clear()
         self.reads.clear()
+        self.timings.clear()
         for task in self.tasks:
             if task is not asyncio.current_task():
                 task.cancel()

@@ -19,7 +19,7 @@ from typing import Any
 
 from .session import SESSIONS, WorkerSession
 
-__all__ = ["install", "package_version", "sessions_info"]
+__all__ = ["boot_id", "install", "package_version", "sessions_info"]
 
 
 def package_version() -> str:
@@ -65,7 +65,16 @@ def install(dask_worker: Any) -> dict[str, Any]:
         return fetch_handler(dask_worker, **msg)
 
     dask_worker.handlers["mtia_async_fetch"] = mtia_async_fetch
-    return {"version": package_version(), "pid": os.getpid(), "address": dask_worker.address}
+    return {"version": package_version(), "pid": os.getpid(), "address": dask_worker.address, "boot": boot_id()}
+
+
+def boot_id() -> str | None:
+    """This machine's boot id (Linux): two processes that share it share ``perf_counter_ns``'s clock."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return None
 
 
 def sessions_info(dask_worker: Any) -> dict[str, int]:

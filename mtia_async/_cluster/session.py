@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 import traceback
 from collections import deque
 from typing import Any
@@ -41,7 +42,7 @@ import numpy as np
 
 from .._arrays.array import DeviceArray
 from .._config import Config
-from .._core.mark import Failure, Mark
+from .._core.mark import Failure, Mark, safe_str
 from .._core.runtime import Runtime
 from .._core.stream import StreamImpl
 from .._log import emit
@@ -59,6 +60,23 @@ _new_obj = object.__new__
 def kernel_did_not_unpickle(exc: BaseException) -> None:
     """Stands in for a kernel that could not be unpickled on the worker."""
     raise exc
+
+
+def timed(kernel: Any, args: tuple[Any, ...], post: Any, tid: int) -> Any:
+    """A kernel the client's profiler times: its start, end and thread are posted back."""
+    start = time.perf_counter_ns()
+    error = None
+    try:
+        return kernel(*args)
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {safe_str(exc)}"
+        raise
+    finally:
+        thread = threading.current_thread()
+        post(("t", tid, start, time.perf_counter_ns(), thread.name, thread.native_id, error))
+
+
+timed.binds_kernel = True  # type: ignore[attr-defined]  # a failure names args[0], the kernel
 
 
 def _worker_array(dev: Any, view: np.ndarray[Any, Any] | None, shape: tuple[int, ...], dtype: np.dtype[Any],
@@ -193,6 +211,8 @@ class WorkerSession:
 
     # --- frames ------------------------------------------------------------------------------------
     def apply(self, frame: dict[str, Any]) -> None:
+        if "ping" in frame:  # the client estimates the offset between our clocks
+            self.post(("p", time.perf_counter_ns()))
         for kid, blob in frame.get("defs", ()):
             try:
                 self.kernels[kid] = cloudpickle.loads(blob)
@@ -252,16 +272,10 @@ class WorkerSession:
         for i, item in enumerate(items):
             tag = item[0]
             if tag == "K":
-                made = self._made = set()
-                try:
-                    fn, args = loads(item[1], self.resolve)
-                except BaseException as exc:
-                    exc.add_note("(raised while unpickling the kernel on the Dask worker)")
-                    fn, args = kernel_did_not_unpickle, (exc,)
-                for x in args:
-                    if type(x) is np.ndarray and id(x) not in made:
-                        x.flags.writeable = False  # a host array's copy: a write to it would be lost
-                ls.launch(fn, args)
+                ls.launch(*self._load(item[1]))
+            elif tag == "T":  # profiled on the client: timed here
+                fn, args = self._load(item[2])
+                ls.launch(timed, (fn, args, self.post, item[1]))
             elif tag == "M":
                 self._watch(ls.record_event(), item[1], [key[0], key[1], seq] if i == last else None)
             elif tag == "W":
@@ -280,6 +294,19 @@ class WorkerSession:
                 ls.launch(self._read_kernel, (item[1], self.resolve(item[2])))
         if not items or items[-1][0] != "M":
             self._watch(ls.record_event(), None, [key[0], key[1], seq])
+
+    def _load(self, blob: bytes) -> tuple[Any, tuple[Any, ...]]:
+        """A launch's ``(kernel, args)``; a kernel that raises what unpickling raised if it fails."""
+        made = self._made = set()
+        try:
+            fn, args = loads(blob, self.resolve)
+        except BaseException as exc:
+            exc.add_note("(raised while unpickling the kernel on the Dask worker)")
+            return kernel_did_not_unpickle, (exc,)
+        for x in args:
+            if type(x) is np.ndarray and id(x) not in made:
+                x.flags.writeable = False  # a host array's copy: a write to it would be lost
+        return fn, args
 
     def _watch(self, mark: Mark, mid: int | None, batch: list[int] | None) -> None:
         placeholder = None
