@@ -83,6 +83,8 @@ class Sanitizer(Observer):
         if not writes and not reads:
             return  # touches no device memory: nothing to check or record
         stream = launch.stream
+        if stream.closed is not None:
+            return  # it runs nothing more (a failed device, a shutdown): the launch raises that
         with self.lock:
             clocks = self.clocks
             clock = clocks.streams.get(id(stream))

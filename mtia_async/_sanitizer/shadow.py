@@ -224,8 +224,8 @@ class Shadow:
             if cell is None or cell.seg is not seg:
                 continue
             del self.cells[ptr]
-            if not _outlive(cell, recorded, protected_of, host):
-                continue
+            if getattr(seg, "host", True) is None or not _outlive(cell, recorded, protected_of, host):
+                continue  # its segment was released (new memory if reserved again), or nothing can race
             dead = self.dead.get(seg)
             if dead is None:
                 self.dead[seg] = [cell]
@@ -244,7 +244,8 @@ class Shadow:
         p = block.ptr
         if len(frees) == 1 and frees[0][0] == p:
             cell = self.cells.get(p)
-            if cell is not None and cell.end == p + block.requested_size and cell.seg is frees[0][1]:
+            seg = frees[0][1]
+            if cell is not None and cell.end == p + block.requested_size and cell.seg is seg is segment_of(block):
                 recorded = frees.popleft()[2]
                 if _outlive(cell, recorded, protected_of, host):
                     cell.gen = next(self._gens)

@@ -202,10 +202,10 @@ def label_name(label: Any) -> str:
     if type(label) is str:
         return label
     if type(label) is tuple:
-        code, fn = label
+        _, fn = label
         owner = getattr(fn, "__self__", None)
         name = f"{owner.__name__}.{fn.__name__}" if type(owner) is _ufunc else fn.__name__
-        return f"np.{name} ({code.co_qualname})"
+        return f"np.{name}"  # the runtime's kernel that applies it (ufunc_aa, ...) is not the user's business
     if type(label) is _ufunc:
         return f"np.{label.__name__}"
     if isinstance(label, types.CodeType):
