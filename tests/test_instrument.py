@@ -12,12 +12,19 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _support import wait_until
+from _support import sanitizer_off, wait_until
 
 import mtia_async as amtia
 import mtia_async.sync as mtia
 from mtia_async._core.instrument import Capture, Launch, Observer, instruments
 from mtia_async._core.mark import Mark
+
+
+@pytest.fixture(autouse=True)
+def _no_sanitizer() -> Iterator[None]:
+    """These tests check the instruments' own state: the stream sanitizer stays out (MTIA_ASYNC_SANITIZE)."""
+    with sanitizer_off():
+        yield
 
 
 class Recorder(Observer):

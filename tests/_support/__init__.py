@@ -16,6 +16,7 @@ It is importable because ``tests/`` has no ``__init__.py``: pytest's default
 ``rng``         ``seeded``: seeded randomness, the device generators restored after
 ``fakes``       ``FakeStream``/``FakeMarker`` for the allocator alone; ``checked``, ``stats_of``
 ``leakcheck``   ``no_leaks``: device memory, segments and threads as before (catalogue M11)
+``sanitizing``  the stream sanitizer: ``held`` (a gated stream), ``race``, ``sanitizer_off``
 ==============  ==========================================================================
 """
 
@@ -27,6 +28,7 @@ from .leakcheck import LEAK_KEYS, device_usage, no_leaks, settle
 from .memory import GiB, KiB, MiB, assert_reset, block_at, block_state, state_at
 from .process import ROOT, SPEC_DIR, run_module, run_process, run_python
 from .rng import seeded
+from .sanitizing import held, race, sanitizer_off, source_lines
 from .threads import join_all, wait_until
 
 __all__ = [
@@ -45,14 +47,18 @@ __all__ = [
     "boom",
     "checked",
     "device_usage",
+    "held",
     "join_all",
     "no_leaks",
     "noop",
+    "race",
     "run_module",
     "run_process",
     "run_python",
+    "sanitizer_off",
     "seeded",
     "settle",
+    "source_lines",
     "stats_of",
     "state_at",
     "wait_until",
