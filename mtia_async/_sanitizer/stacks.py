@@ -20,6 +20,7 @@ from __future__ import annotations
 import linecache
 import os
 import sys
+import sysconfig
 import types
 from typing import Any
 
@@ -36,9 +37,17 @@ Stack = tuple[Any, ...]  # (code, lasti, (code, lasti, ...) of the frames above)
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _USER_PARTS = ("bench" + os.sep,)  # inside the package but user code for a report
+# Above the launch site, frames of the standard library and of installed packages (an event
+# loop's, a test runner's) are left out: what is shown is the program's own frames.
+_FOREIGN = tuple(
+    {os.path.realpath(p) + os.sep for key in ("stdlib", "platstdlib", "purelib", "platlib")
+     if (p := sysconfig.get_paths().get(key))} | {"<frozen "}
+)  # fmt: skip
+_MAX_WALK = 64  # frames looked at above the launch site (deep recursion is cut)
 # Caches keyed by id(code): a code object hashes its whole content at every lookup. Each
 # entry keeps its code object alive, so an id is never reused while it names an entry.
 _library: dict[int, bool] = {}  # id(code) -> trimmed from stacks (bounded by the program's code)
+_foreign: dict[int, bool] = {}  # id(code) -> the standard library's or an installed package's
 _pinned: list[types.CodeType] = []  # the code objects those ids belong to
 _depths: dict[int, list[int]] = {}  # capture key -> depths of the user's innermost frame seen for it
 _sites: set[tuple[int, int, int, int]] = set()  # (key, depth, id(code), lasti) checked by a full walk
@@ -48,6 +57,16 @@ _getframe = sys._getframe
 _FunctionType = types.FunctionType
 _ufunc = np.ufunc
 _BuiltinMethod = types.BuiltinMethodType
+
+
+def _is_foreign(code: types.CodeType) -> bool:
+    """Whether a frame above the launch site is the standard library's or an installed package's."""
+    foreign = _foreign.get(id(code))
+    if foreign is None:
+        filename = code.co_filename
+        foreign = _foreign[id(code)] = filename.startswith(_FOREIGN) and not filename.startswith(_PACKAGE)
+        _pinned.append(code)
+    return foreign
 
 
 def _is_library(code: types.CodeType) -> bool:
@@ -129,11 +148,13 @@ def _stack(g: types.FrameType, code: types.CodeType, lasti: int) -> Stack:
         return (code, lasti, hit[3])
     tail: list[Any] = []
     f: types.FrameType | None = p
-    for _ in range(MAX_FRAMES - 1):
-        if f is None:
+    for _ in range(_MAX_WALK):
+        if f is None or len(tail) >= 2 * (MAX_FRAMES - 1):
             break
-        tail.append(f.f_code)
-        tail.append(f.f_lasti)
+        c = f.f_code
+        if not _is_foreign(c) and _library.get(id(c)) is not True:
+            tail.append(c)
+            tail.append(f.f_lasti)
         f = f.f_back
     if len(_tails) >= _MAX_SITES:
         _tails.clear()
