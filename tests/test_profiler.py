@@ -569,6 +569,10 @@ def test_misuse_raises_clear_errors() -> None:
     with pytest.raises(RuntimeError, match="records once"):
         with p:
             pass  # pragma: no cover
+    with profile() as early:
+        mtia.launch(time.sleep, 0.05)
+        early.stop()  # stopped inside the block: leaving it still waits for the work, and does not raise
+    assert [e.name for e in _kernels(early)] == ["sleep"] and early.key_averages().pending == 0
     with pytest.raises(TypeError, match="takes a str or os.PathLike"):
         p.export_chrome_trace(3)  # type: ignore[arg-type]
     assert not instruments.active

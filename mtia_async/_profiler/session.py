@@ -104,7 +104,6 @@ class profile:  # noqa: N801  (torch.profiler.profile's name)
         self.max_events = max_events
         self._state: Literal["new", "recording", "stopped"] = "new"
         self._recorder: Recorder | None = None
-        self._streams: list[Any] = []
         self._resolved: Resolved | None = None
         self._pid = os.getpid()
 
@@ -159,12 +158,16 @@ class profile:  # noqa: N801  (torch.profiler.profile's name)
             self._state = "stopped"
         if isinstance(recorder, MemoryRecorder) and not flags.worker:
             recorder.sample()
-        self._streams = recorder.streams()
 
-    def _markers(self) -> list[Any]:
-        """A mark per stream the session touched: done once the work enqueued on it so far has run."""
-        streams, self._streams = self._streams, []
-        return [s.marker() for s in streams]
+    def _stop_for_exit(self) -> list[Any]:
+        """Stop (unless the block already did) and return a mark per stream the records name.
+
+        Each mark is done once the work enqueued on its stream so far has run.
+        """
+        if self._state == "recording":
+            self.stop()
+        recorder = self._recorder
+        return [s.marker() for s in recorder.streams()] if recorder is not None else []
 
     def __enter__(self) -> profile:
         reason = _plain_with_refused()
@@ -178,8 +181,7 @@ class profile:  # noqa: N801  (torch.profiler.profile's name)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:  # fmt: skip
-        self.stop()
-        for mark in self._markers():
+        for mark in self._stop_for_exit():
             mark.wait()  # without raising the work's failures: they are the user's waits to report
 
     async def __aenter__(self) -> profile:
@@ -188,8 +190,7 @@ class profile:  # noqa: N801  (torch.profiler.profile's name)
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:  # fmt: skip
-        self.stop()
-        for mark in self._markers():
+        for mark in self._stop_for_exit():
             await wait_done_async(mark)
 
     # --- results ------------------------------------------------------------------------
@@ -300,6 +301,8 @@ class record_function:  # noqa: N801  (torch.profiler.record_function's name)
         if inspect.iscoroutinefunction(fn):
             @functools.wraps(fn)
             async def run_async(*args: Any, **kwargs: Any) -> Any:
+                if _active.session is None:  # off: one attribute read
+                    return await fn(*args, **kwargs)
                 with record_function(name):
                     return await fn(*args, **kwargs)
 
@@ -307,6 +310,8 @@ class record_function:  # noqa: N801  (torch.profiler.record_function's name)
 
         @functools.wraps(fn)
         def run(*args: Any, **kwargs: Any) -> Any:
+            if _active.session is None:  # off: one attribute read
+                return fn(*args, **kwargs)
             with record_function(name):
                 return fn(*args, **kwargs)
 
