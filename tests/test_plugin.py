@@ -93,7 +93,8 @@ def test_a_project_uses_the_fixture_with_no_conftest(project: pytest.Pytester) -
     ])
     result.stdout.fnmatch_lines([
         "*TypeError: mtia_runtime settings (@pytest.mark.mtia or indirect parameter): "
-        "unknown setting 'device_cuont'; valid settings are device_count, device_memory, workers, blas_threads",
+        "unknown setting 'device_cuont'; valid settings are device_count, device_memory, workers, cluster, blas_threads, "
+        "devices_per_worker, cluster_timeout",
     ])
     result.stdout.fnmatch_lines([
         "*ValueError: mtia_runtime settings (@pytest.mark.mtia or indirect parameter): workers=0 is out of range*",
