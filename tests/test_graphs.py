@@ -229,6 +229,19 @@ def test_outputs_outlive_reset_and_the_pool_goes_with_them() -> None:
     assert _pool_segments(pool) == []
 
 
+def test_a_graph_dropped_without_reset_leaves_its_pool_to_the_next_empty_cache() -> None:
+    g = mtia.MTIAGraph()
+    with mtia.graph(g):
+        y = mtia.ones(8) + 1.0
+    g.replay()
+    mtia.synchronize()
+    pool = g.pool()
+    del g, y
+    assert len(_pool_segments(pool)) == 1  # nothing is released by a finalizer
+    mtia.empty_cache()
+    assert _pool_segments(pool) == []
+
+
 def test_graphs_sharing_a_pool_allocate_from_the_same_segments() -> None:
     pool = mtia.graph_pool_handle()
     assert pool[0] == 0 and pool[1] > 0 and mtia.graph_pool_handle() != pool

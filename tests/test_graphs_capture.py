@@ -300,7 +300,7 @@ def test_the_states_of_a_graph_and_their_errors() -> None:
         g.capture_end()
     with pytest.raises(RuntimeError, match=r"instantiate\(\) is for graphs made with MTIAGraph\(keep_graph=True\)"):
         g.instantiate()
-    with pytest.raises(RuntimeError, match="holds a captured capture; reset"):
+    with pytest.raises(RuntimeError, match="holds a captured graph; reset"):
         g.capture_begin()
     g.replay()
     g.reset()

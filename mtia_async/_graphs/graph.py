@@ -85,8 +85,9 @@ class MTIAGraph:
                 raise RuntimeError(
                     f"capture_begin(): {self._label} is capturing already; call capture_end() first"
                     if self._state == _CAPTURING
-                    else f"capture_begin(): {self._label} holds a {self._state} capture; reset() it before capturing "
-                    "again, or make a new MTIAGraph"
+                    else f"capture_begin(): {self._label} holds "
+                    f"{'a captured graph' if self._state == _CAPTURED else 'a failed capture'}; reset() it before "
+                    "capturing again, or make a new MTIAGraph"
                 )
             s = current_stream_impl()
             with _begin_lock:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._arrays.array import DeviceArray
+from .._arrays.array import DeviceArray, as_view
 from .._arrays.kernels import UNARY, reduce_kernel, ufunc_a, ufunc_aa, ufunc_as, ufunc_kernel, ufunc_out, ufunc_sa
 from .._arrays.reductions import function_kernel
 from .._core.device import _ASYNC_RESULTS, _refuse_async_result
@@ -61,7 +61,7 @@ def _random(*args: Any) -> None:
 class GraphExec:
     """The instantiated graph of one capture (see the module docstring)."""
 
-    __slots__ = ("label", "device", "calls", "sources", "reads", "writes", "randoms", "records", "externals")
+    __slots__ = ("label", "device", "calls", "sources", "reads", "writes", "randoms", "records", "externals", "plain")
 
     def __init__(self, capture: GraphCapture) -> None:
         self.label = capture.label
@@ -100,6 +100,7 @@ class GraphExec:
                 writes.setdefault(id(a), a)
         self.reads = tuple(reads.values())
         self.writes = tuple(writes.values())
+        self.plain = not (self.randoms or self.records or self.externals)  # nothing to do per replay
 
     @property
     def kernels(self) -> int:
@@ -108,7 +109,7 @@ class GraphExec:
 
     def launch(self, s: StreamImpl) -> None:
         """Enqueue a replay on ``s`` (the caller checked it may take one)."""
-        if not (self.randoms or self.records or self.externals):
+        if self.plain:
             s.launch(graph_replay, (self, s, None), self.reads, self.writes)
             return
         for mark in self.externals:
@@ -135,27 +136,20 @@ def instantiate(capture: GraphCapture) -> GraphExec:
     return GraphExec(capture)
 
 
-def _view(a: Any) -> Any:
-    if type(a) is DeviceArray:
-        view = a._view
-        return view if view is not None else a._np()
-    return a
-
-
 def _prebind(kernel: Callable[..., object], args: tuple[Any, ...]) -> Call:
     """``(kernel, args)`` as a direct numpy call where it is one of numpy's operations."""
     if kernel is ufunc_aa or kernel is ufunc_as or kernel is ufunc_sa:
         uf, a, b, z = args
-        return _ufunc(uf, _view(a), _view(b), z)
+        return _ufunc(uf, as_view(a), as_view(b), z)
     if kernel is ufunc_a:
         uf, a, z = args
-        return _ufunc(uf, _view(a), z)
+        return _ufunc(uf, as_view(a), z)
     if kernel is ufunc_out:
         uf, a, b, o = args
-        return _ufunc(uf, _view(a), _view(o)) if b is UNARY else _ufunc(uf, _view(a), _view(b), _view(o))
+        return _ufunc(uf, as_view(a), as_view(o)) if b is UNARY else _ufunc(uf, as_view(a), as_view(b), as_view(o))
     if kernel is reduce_kernel:
         reduce, a, z, axis, keepdims = args
-        return reduce, (_view(a), axis, None, z, keepdims)  # reduce(array, axis, dtype, out, keepdims)
+        return reduce, (as_view(a), axis, None, z, keepdims)  # reduce(array, axis, dtype, out, keepdims)
     if getattr(kernel, "binds_kernel", False) or getattr(kernel, "__module__", None) not in _RUNTIME_MODULES:
         return _user_kernel, (kernel, args)  # a user's kernel: refuse a coroutine it returns
     return kernel, args
