@@ -3,9 +3,10 @@
 Opened at runtime init (blocking, bounded by ``cluster_timeout``): a Dask ``Client``
 (asynchronous, on our own event loop thread ``mtia_async-cluster-io``) finds the
 workers and installs the handlers on them (``server.install`` through ``Client.run``);
-then one comm per worker opens a session (``mtia_async_session``), tied to that comm.
+then one comm per worker opens a session (``mtia_async_session``), tied to that comm,
+and the Dask client is closed: the runtime needs no scheduler from then on.
 Closed at runtime shutdown: the sessions' comms close (the workers free everything),
-the Dask client closes, the loop stops and its thread is joined.
+the loop stops and its thread is joined.
 
 The connection also owns the kernel registry: each function is pickled once (by
 value or reference, as cloudpickle decides) and known by an id; it is sent to a
@@ -144,6 +145,11 @@ class Connection:
             if here is None or infos[address].get("boot") != here:  # another host: estimate our clocks' offset
                 link.offset = await _clock_offset(comm, max(0.1, deadline - time.monotonic()))
             self.links.append(link)
+        # The Dask client was needed to find and prepare the workers only: the sessions live on their
+        # own comms. Closing it now spares the scheduler our heartbeats, and us its reconnection attempts
+        # (and their error logs) when the scheduler goes away before the runtime does.
+        self.client = None
+        await asyncio.wait_for(client.close(), max(0.1, deadline - time.monotonic()))
         return addresses
 
     def start(self) -> None:
@@ -204,12 +210,12 @@ class Connection:
         for link in self.links:
             try:
                 await asyncio.wait_for(link.comm.close(), 1.0)
-            except BaseException:
+            except Exception:  # never BaseException: a GeneratorExit must end this coroutine
                 link.comm.abort()
         if self.client is not None:
             try:
                 await asyncio.wait_for(self.client.close(), 2.0)
-            except BaseException:
+            except Exception:
                 pass
         tasks = [t for t in asyncio.all_tasks(self.loop) if t is not asyncio.current_task()]
         for task in tasks:

@@ -139,7 +139,7 @@ class RemoteDevice(DeviceImpl):
                 s.kick()
         return host, s.record_mark("a copy to the host (to_host()/numpy())")
 
-    def fail_remote(self, why: str, cause: BaseException | None = None) -> None:
+    def fail_remote(self, why: str, cause: BaseException | None = None, level: str = "critical") -> None:
         """The worker is gone: every pending and later wait on this device raises ``DeviceFailedError``."""
         reason = DeviceFailedError(
             f"device mtia:{self.index} failed: {why}; the other devices keep working. Re-create the runtime "
@@ -154,7 +154,7 @@ class RemoteDevice(DeviceImpl):
         for s in list(self.streams.values()):
             if not s.token:
                 s.token.append(True)  # the link held it: nothing is out any more
-        emit("critical", "device_failed", device=self.index, error=why)
+        emit(level, "device_failed", device=self.index, error=why)
 
     def shutdown(self, join_timeout: float | None) -> list[threading.Thread]:
         self._stop(RuntimeError("the mtia_async runtime was shut down; this stream belongs to it"))

@@ -85,6 +85,7 @@ class Link:
         self.loop: asyncio.AbstractEventLoop = conn.loop
         self.devices: dict[int, RemoteDevice] = {}
         self.failed: str | None = None
+        self.closing = False  # the worker said it is closing: its loss is no crash
         # any thread -> the I/O thread
         self.wanted: deque[tuple[RemoteQueue, StreamImpl | None]] = deque()
         self.defs: deque[tuple[int, bytes]] = deque()
@@ -278,7 +279,10 @@ class Link:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self.fail(f"its Dask worker {self.address} died or disconnected ({type(exc).__name__}: {exc})", exc)
+            if self.closing:
+                self.fail(f"its Dask worker {self.address} closed", None)
+            else:
+                self.fail(f"its Dask worker {self.address} died or disconnected ({type(exc).__name__}: {exc})", exc)
 
     def _replies(self, events: list[Any]) -> None:
         for ev in events:
@@ -292,6 +296,8 @@ class Link:
                     np.copyto(host, np.asarray(data).reshape(host.shape), casting="no")
             elif kind == "f":
                 self._failure(ev[1], ev[2], ev[3], ev[4], ev[5])
+            elif kind == "bye":  # the worker is closing on purpose (its cluster is shutting down)
+                self.closing = True
             elif kind == "t":  # a profiled kernel ran: fill the profiler's record
                 rec = self.timings.pop(ev[1], None)
                 if rec is not None:
@@ -363,9 +369,10 @@ class Link:
         if self.failed is not None:
             return
         self.failed = why
-        emit("error", "cluster_worker_lost", worker=self.address, error=why)
+        level = "info" if self.closing else "error"  # a cluster closed on purpose is no error
+        emit(level, "cluster_worker_lost", worker=self.address, error=why)
         for dev in self.devices.values():
-            dev.fail_remote(why, cause)
+            dev.fail_remote(why, cause, level)
         reason = next(iter(self.devices.values())).crash if self.devices else None
         marks, self.marks = self.marks, {}
         for mark in marks.values():

@@ -61,6 +61,8 @@ def install(dask_worker: Any) -> dict[str, Any]:
         return await session_handler(comm, worker=dask_worker, **msg)
 
     dask_worker.handlers["mtia_async_session"] = mtia_async_session
+    dask_worker.extensions["mtia_async"] = _Goodbye(dask_worker)
+
     def mtia_async_fetch(**msg: Any) -> Any:
         return fetch_handler(dask_worker, **msg)
 
@@ -75,6 +77,18 @@ def boot_id() -> str | None:
             return f.read().strip()
     except OSError:
         return None
+
+
+class _Goodbye:
+    """A worker extension: when the worker closes, its sessions tell their clients it was on purpose."""
+
+    def __init__(self, worker: Any) -> None:
+        self.worker = worker
+
+    async def close(self) -> None:
+        sessions = [s for (_, address), s in list(SESSIONS.items()) if address == self.worker.address]
+        for session in sessions:
+            await session.goodbye()
 
 
 def sessions_info(dask_worker: Any) -> dict[str, int]:

@@ -152,6 +152,7 @@ class WorkerSession:
         self._made: set[int] = set()  # ids of the segment views the kernel being unpickled got
         self.outbox: deque[Any] = deque()
         self._wake_pending = False
+        self.writing = False
         self.event = asyncio.Event()
 
     # --- lifetime (the worker's event loop) ------------------------------------------------------
@@ -193,7 +194,19 @@ class WorkerSession:
             while self.outbox:
                 events.append(self.outbox.popleft())
             if events:
-                await self.comm.write({"e": events})
+                self.writing = True
+                try:
+                    await self.comm.write({"e": events})
+                finally:
+                    self.writing = False
+
+    async def goodbye(self) -> None:
+        """The worker is closing: tell the client (its devices fail, but as a close, not a crash)."""
+        self.post(("bye",))
+        for _ in range(100):  # at most ~1 s: the writer sends it with whatever was queued before
+            if not self.outbox and not self.writing:
+                return
+            await asyncio.sleep(0.01)
 
     def post(self, event: Any) -> None:
         """Queue a reply (any thread); the writer sends what accumulated in one message."""
