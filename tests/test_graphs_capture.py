@@ -65,6 +65,7 @@ def _forbidden_cases() -> dict[str, tuple[Callable[[Any, Any, Any], object], str
 
     cases: dict[str, tuple[Callable[[Any, Any, Any], object], str]] = {
         "stream synchronize": (lambda s, x, e: s.synchronize(), r"synchronize\(\) is not allowed while stream"),
+        "stream query": (lambda s, x, e: s.query(), r"query\(\) of a capturing stream is not allowed while stream"),
         "device synchronize": (lambda s, x, e: mtia.synchronize(), r"synchronize\(\) is not allowed while stream"),
         "event synchronize": (lambda s, x, e: e.synchronize(), r"query\(\), synchronize\(\) or elapsed_time\(\)"),
         "event query": (lambda s, x, e: e.query(), r"query\(\), synchronize\(\) or elapsed_time\(\) of an event"),
@@ -80,7 +81,7 @@ def _forbidden_cases() -> dict[str, tuple[Callable[[Any, Any, Any], object], str
     return cases
 
 
-FORBIDDEN = ["stream synchronize", "device synchronize", "event synchronize", "event query", "elapsed_time", "numpy",
+FORBIDDEN = ["stream synchronize", "stream query", "device synchronize", "event synchronize", "event query", "elapsed_time", "numpy",
              "numpy of an input", "host copy on another stream", "asarray", "host operand", "setitem host array",
              "replay"]  # fmt: skip
 

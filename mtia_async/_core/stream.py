@@ -290,7 +290,9 @@ class StreamImpl:
 
     # --- observing (any thread, lock-free) ---------------------------------------
     def query(self) -> bool:
-        """True when every item enqueued so far has been processed."""
+        """True when every item enqueued so far has been processed; a capturing stream refuses."""
+        if self.capture is not None:  # its captured work runs only at replays (CUDA refuses too)
+            raise self.capture.forbidden(self, "query() of a capturing stream")
         return bool(self.token) and not self.q
 
     def sync_mark(self) -> Mark | None:

@@ -135,7 +135,12 @@ class StreamBase(StreamHandle, Generic[E]):
             impl.kick()
 
     def query(self) -> bool:
-        """True when all work enqueued on this stream so far is done; never waits."""
+        """True when all work enqueued on this stream so far is done; never waits.
+
+        Raises:
+            RuntimeError: the stream captures a graph (its work runs at the replays); the
+                capture is invalidated.
+        """
         return self._impl.query()
 
     def wait_event(self, event: EventBase) -> None:

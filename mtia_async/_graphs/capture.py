@@ -55,6 +55,7 @@ Step = Launch | RandomLaunch | CapturedMark
 """What a graph holds, in host order: kernels, random kernels, event records."""
 
 _WHY = (
+    ("query() of a capturing", "its captured work runs only when the graph is replayed, so there is nothing to ask"),
     ("query", "the event completes only when a replay gets to it"),
     ("synchronize", "a graph runs only when it is replayed, so there is no work to wait for"),
     ("asarray", "host data is copied at the call, so every replay would copy the same stale values: "
