@@ -689,10 +689,21 @@ def test_the_checker_rejects_what_perfetto_would_warn_about() -> None:
         "started twice": [x(0, 1), {"ph": "s", "id": 1, "pid": 1, "tid": 2, "ts": 0},
                           {"ph": "s", "id": 1, "pid": 1, "tid": 2, "ts": 0}],
         "without thread_name": [{"ph": "X", "pid": 1, "tid": 3, "ts": 0, "dur": 1, "name": "x"}],
+        "top-level array": [{**x(0, 1), "stack": ["f"]}],
+        "no ts": [{"ph": "i", "pid": 1, "tid": 2, "name": "x", "s": "t"}],
+        "no uint32 pid": [{**x(0, 1), "pid": 1 << 32}],
+        "flow_invalid_id": [x(0, 1), {"ph": "s", "id": "a", "pid": 1, "tid": 2, "ts": 0}],
     }  # fmt: skip
     for why, events in bad.items():
         with pytest.raises(AssertionError, match=why):
             check_trace({"traceEvents": meta + events})
+    # Perfetto's sorter: at equal timestamps the X events go first (longest first), then flow
+    # events and instants in file order; so a flow written after "outer" binds to "inner"
+    tr = check_trace({"traceEvents": meta + [x(0, 10, "outer"), {"ph": "s", "id": 1, "pid": 1, "tid": 2, "ts": 0},
+                                             x(0, 5, "inner"), x(7, 1, "later"),
+                                             {"ph": "f", "id": 1, "pid": 1, "tid": 2, "ts": 7, "bp": "e"}]})
+    assert [(a.name, b.name) for a, b, _ in tr.flows] == [("inner", "later")]
+    assert [(s.name, s.depth) for s in tr.slices] == [("outer", 0), ("inner", 1), ("later", 1)]
 
 
 # --- docs/profiling.md ----------------------------------------------------------------------------------

@@ -17,8 +17,11 @@ Perfetto's importer is strict, and this module keeps to its rules:
   read, and its end (``f``, ``"bp": "e"``) likewise: each flow event is written right
   after the slice or instant it belongs to, at the same time, and every flow has
   exactly one start and one end, the start no later than the end;
-* timestamps are sorted, so the importer keeps this file's order (it re-sorts only
-  out-of-order input), and durations are never negative.
+* timestamps are sorted and durations are never negative. At equal timestamps Perfetto's
+  sorter hands the parser the ``X`` events first, longest first, then the rest in file
+  order; this file's order is the same (``(ts, -dur)``), so a flow event still binds to
+  the slice written before it: a flow binds to a kernel (``X``) only on a stream track,
+  where no two slices start at the same nanosecond.
 
 Events are written as text directly (one per line), names escaped once each: a trace
 of 100,000 kernels is half a million events.
