@@ -6,12 +6,14 @@ Results of replays, memory pools, random numbers, errors and the facades are in
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
+from _support import join_all
 
 import mtia_async as amtia
 import mtia_async.sync as mtia
@@ -353,3 +355,90 @@ def test_capture_end_and_reset_from_another_thread() -> None:
     assert errors == [] and not s._impl.capture
     g.replay()
     np.testing.assert_array_equal(y.numpy(), [2.0] * 3)
+
+
+# --- threads and tasks -------------------------------------------------------------------------------
+def test_a_capture_records_its_streams_work_whichever_thread_launches_it_and_nothing_else() -> None:
+    s, other = mtia.Stream(), mtia.Stream()
+    g = mtia.MTIAGraph()
+    ran: list[str] = []
+    capturing: dict[str, bool] = {}
+    errors: list[BaseException] = []
+
+    def elsewhere() -> None:  # another thread, other streams: runs as usual while s captures
+        try:
+            with mtia.stream(other):
+                capturing["other"] = mtia.is_current_stream_capturing()
+                mtia.launch(ran.append, "other stream")
+                other.synchronize()
+            capturing["default"] = mtia.is_current_stream_capturing()  # this thread's own default stream
+            mtia.launch(ran.append, "default stream")
+            mtia.current_stream().synchronize()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def onto_the_capturing_stream() -> None:  # another thread, the capturing stream: captured
+        try:
+            with mtia.stream(s):
+                capturing["s"] = mtia.is_current_stream_capturing()
+                mtia.launch(ran.append, "captured from a thread")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    with mtia.stream(s):
+        g.capture_begin()
+        threads = [threading.Thread(target=elsewhere), threading.Thread(target=onto_the_capturing_stream)]
+        for t in threads:
+            t.start()
+        join_all(threads)
+        assert errors == [] and ran == ["other stream", "default stream"]
+        assert capturing == {"other": False, "default": False, "s": True}
+        g.capture_end()
+    g.replay()
+    mtia.synchronize()
+    assert ran == ["other stream", "default stream", "captured from a thread"]
+
+
+async def test_a_task_awaiting_its_own_stream_while_another_task_captures() -> None:
+    x = amtia.ones(4)
+    entered, captured = asyncio.Event(), asyncio.Event()
+    g = amtia.MTIAGraph()
+
+    async def capture() -> Any:
+        async with amtia.graph(g):
+            y = x * 3.0
+            entered.set()
+            await captured.wait()  # the other task runs while this one captures
+        return y
+
+    task = asyncio.create_task(capture())
+    await entered.wait()
+    assert not amtia.is_current_stream_capturing()  # this task's current stream is its own
+    z = x + 1.0
+    np.testing.assert_array_equal(await z.to_host(), np.full(4, 2.0))  # ran at once, not captured
+    await amtia.current_stream().synchronize()
+    captured.set()
+    y = await task
+    g.replay()
+    np.testing.assert_array_equal(await y.to_host(), np.full(4, 3.0))
+
+
+@pytest.mark.parametrize("case", ["await to_host", "await event", "await event.synchronize", "await synchronize",
+                                  "await stream.synchronize"])  # fmt: skip
+async def test_the_async_facade_refuses_the_same_waits(case: str) -> None:
+    s = amtia.Stream()
+    g = amtia.MTIAGraph()
+    with amtia.stream(s):
+        g.capture_begin()
+        y = amtia.ones(4) * 2.0
+        e = amtia.Event()
+        e.record()
+        waits: dict[str, Callable[[], Any]] = {
+            "await to_host": y.to_host, "await event": lambda: e, "await event.synchronize": e.synchronize,
+            "await synchronize": amtia.synchronize, "await stream.synchronize": s.synchronize,
+        }  # fmt: skip
+        with pytest.raises(RuntimeError, match=r"is not allowed while stream \d+ of mtia:0 captures MTIAGraph #\d+"):
+            await waits[case]()
+        with pytest.raises(RuntimeError, match="its capture was invalidated"):
+            g.capture_end()
+    g.reset()
