@@ -163,6 +163,26 @@ def test_host_waits_are_slices_with_flows_from_where_the_stream_got_to(tmp_path:
     assert any(tr.threads[(a.pid, a.tid)] == f"stream {s.stream_id}" for a, _ in sync_flows)
 
 
+async def test_async_host_waits_to_host_and_await_event_are_recorded(tmp_path: Any) -> None:
+    s = mtia_async.Stream()
+    x = mtia_async.ones(4)
+    async with profile() as p:
+        s.launch(time.sleep, 0.01)
+        e = s.record_event()
+        await e
+        await s.synchronize()
+        host = await x.to_host()
+    assert host.tolist() == [1.0] * 4
+    waits = [w for w in p.events() if w.kind == "host_wait"]
+    assert [w.name for w in waits][1:] == ["Stream.synchronize()", "DeviceArray.to_host()"]
+    record = next(r for r in p.events() if r.kind == "record")
+    assert waits[0].marks == record.marks and waits[0].dur_ns >= 0.009e9  # awaiting the event waited for the sleep
+    _, tr = _trace(p, tmp_path)
+    woken = [(a.name, b.args["wait"]) for a, b, cat in tr.flows if cat == "event" and b.name == "woken"]
+    # the stream was drained when it was synchronized: no point it had to reach, no arrow
+    assert woken == [("event reached", "Event.synchronize()"), ("sync point", "DeviceArray.to_host()")]
+
+
 def test_ranges_nest(tmp_path: Any) -> None:
     with profile() as p:
         with record_function("outer"):
@@ -740,6 +760,19 @@ def test_the_demo_writes_a_trace(tmp_path: Any) -> None:
     names = {s.name for s in tr.slices}
     assert {"exp", "multiply", "sqrt", "dot", "tanh", "demo"} <= names
     assert len([f for f in tr.flows if f[2] == "launch"]) >= 48
+
+
+@pytest.mark.slow
+def test_the_main_job_writes_a_trace_of_its_demo(tmp_path: Any) -> None:
+    path = os.path.join(str(tmp_path), "main.json")
+    result = run_module(["--no-bench", "--trace", path], timeout=120)  # the quick bench is the bench test's
+    assert result.returncode == 0, result.stderr
+    assert f"trace written to {path}" in result.stdout
+    tr = check_trace(load_trace(path))
+    assert {"exp", "tanh", "demo"} <= {s.name for s in tr.slices} and tr.counters
+    missing = os.path.join(str(tmp_path), "no such folder", "main.json")
+    result = run_module(["--no-bench", "--trace", missing], timeout=60)
+    assert result.returncode == 2 and "does not exist" in result.stderr and not os.path.exists(missing)
 
 
 @pytest.mark.slow
