@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _support import GiB, FakeStream
+from _support import GiB, FakeStream, local_cluster
 
 from mtia_async._memory import CachingAllocator
 from mtia_async.testing import check_invariants, fresh_runtime, worker_threads
@@ -40,14 +40,10 @@ def s0() -> FakeStream:
 
 @pytest.fixture(scope="session")
 def dask_cluster() -> Iterator[Any]:
-    """One real Dask LocalCluster of 2 worker processes for the whole session (tests/test_cluster*.py)."""
-    from distributed import LocalCluster
-
-    # Dashboards on free ports (":0"): with None the scheduler still serves its HTTP routes on 8787, and two
-    # test sessions on one machine then collide (a warning, an error under filterwarnings=error).
-    cluster = LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0",
-        worker_dashboard_address=":0",
-    )  # fmt: skip
-    yield cluster
-    cluster.close(timeout=30)
+    """One real Dask ``LocalCluster(processes=True, host="127.0.0.1", dashboard_address=None)`` of 2 worker
+    processes for the whole session (tests/test_cluster*.py), closed (workers stopped) at its end."""
+    cluster = local_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.close(timeout=30)

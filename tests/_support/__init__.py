@@ -17,11 +17,13 @@ It is importable because ``tests/`` has no ``__init__.py``: pytest's default
 ``fakes``       ``FakeStream``/``FakeMarker`` for the allocator alone; ``checked``, ``stats_of``
 ``leakcheck``   ``no_leaks``: device memory, segments and threads as before (catalogue M11)
 ``sanitizing``  the stream sanitizer: ``held`` (a gated stream), ``race``, ``sanitizer_off``
+``cluster``     ``local_cluster``: a real Dask LocalCluster of 2 worker processes (the cluster tests)
 ==============  ==========================================================================
 """
 
 from __future__ import annotations
 
+from .cluster import local_cluster
 from .fakes import FakeMarker, FakeStream, checked, stats_of
 from .kernels import Payload, boom, noop
 from .leakcheck import LEAK_KEYS, device_usage, no_leaks, settle
@@ -49,6 +51,7 @@ __all__ = [
     "device_usage",
     "held",
     "join_all",
+    "local_cluster",
     "no_leaks",
     "noop",
     "race",
