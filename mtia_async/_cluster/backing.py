@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import mmap
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,7 +36,7 @@ __all__ = ["PHANTOMS", "PhantomBacking", "segment_of"]
 _uids = itertools.count(1)
 
 PHANTOMS: dict[int, tuple[int, int, int]] = {}
-"""id(phantom array) -> (device index, segment uid, address of the phantom's first byte)."""
+"""id(phantom array) -> (device index, segment uid, address of the phantom's first byte), while it lives."""
 
 
 def _address(a: np.ndarray[Any, Any]) -> int:
@@ -58,7 +59,12 @@ class PhantomBacking:
             raise MemoryError(str(exc)) from exc
         phantom = np.frombuffer(region, dtype=np.uint8)
         uid = next(_uids)
-        PHANTOMS[id(phantom)] = (self.device, uid, _address(phantom))
+        key = id(phantom)
+        PHANTOMS[key] = (self.device, uid, _address(phantom))
+        # Forgotten when the phantom dies, released or not (a runtime shut down drops its allocators
+        # whole): a stale entry would leak, and an unrelated array given the same id later would pass
+        # for a view of device memory.
+        weakref.finalize(phantom, PHANTOMS.pop, key, None)
         self.link.reserve(self.device, uid, size)
         return phantom
 

@@ -65,6 +65,14 @@ async def _clock_offset(comm: Any, timeout: float) -> int:
     return best[1]
 
 
+def _forget(conn_ref: weakref.ref[Connection], kid: int) -> None:
+    """Kernel ``kid`` died: its workers may forget it (any thread, the garbage collector's)."""
+    conn = conn_ref()
+    if conn is not None:
+        for link in conn.links:
+            link.forget_kernel(kid)
+
+
 class Connection:
     """The client's side of the cluster; see the module docstring."""
 
@@ -77,6 +85,7 @@ class Connection:
         self.closed = False
         self._kernels: weakref.WeakKeyDictionary[Callable[..., object], tuple[int, bytes]] = weakref.WeakKeyDictionary()
         self._kernel_lock = threading.Lock()
+        self._finalizers: list[weakref.finalize[Any, Any]] = []
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run_loop, name="mtia_async-cluster-io", daemon=True)
         self.thread.start()
@@ -171,12 +180,10 @@ class Connection:
                 entry = self._kernels.get(fn)
                 if entry is None:
                     entry = self._kernels[fn] = (next(_kids), blob)
-                    weakref.finalize(fn, self._forget, entry[0])
+                    # Through a weak reference, and detached at close: a kernel that lives forever (a
+                    # module's function) must not keep a closed connection, its links and devices alive.
+                    self._finalizers.append(weakref.finalize(fn, _forget, weakref.ref(self), entry[0]))
         return entry
-
-    def _forget(self, kid: int) -> None:
-        for link in self.links:
-            link.forget_kernel(kid)
 
     # --- closing ---------------------------------------------------------------------------------
     def close(self, join_timeout: float | None) -> list[threading.Thread]:
@@ -184,6 +191,10 @@ class Connection:
         if self.closed:
             return [self.thread] if self.thread.is_alive() else []
         self.closed = True
+        for finalizer in self._finalizers:
+            finalizer.detach()
+        self._finalizers.clear()
+        self._kernels = weakref.WeakKeyDictionary()
         wait = 2.0 if join_timeout is None else max(0.1, join_timeout)
         if self.loop.is_running():
             try:

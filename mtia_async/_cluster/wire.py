@@ -148,6 +148,7 @@ def dumps_launch(link: Link, kernel: Callable[..., object], args: tuple[Any, ...
         buf.truncate()
         pickler.clear_memo()
         pickler.refs = []
+        pickler.link = None  # type: ignore[assignment]  # the slot outlives runtimes: keep none alive
         slot.busy = False
     return blob, tuple(refs)
 
