@@ -37,6 +37,17 @@ def sessions(cluster: Any) -> dict[str, dict[str, int]]:
         return result
 
 
+def served(cluster: Any) -> int:
+    """Bytes of device memory the workers' sessions served to other workers' fetches, in total."""
+    from distributed import Client
+
+    from mtia_async._cluster.server import served_info
+
+    with Client(cluster, set_as_default=False, timeout=30) as client:
+        result: dict[str, dict[str, int]] = client.run(served_info)
+        return sum(sum(h.values()) for h in result.values())
+
+
 def wait_for_no_sessions(cluster: Any, timeout: float = 20.0) -> dict[str, dict[str, int]]:
     deadline = time.monotonic() + timeout
     while True:
@@ -190,9 +201,13 @@ def test_wait_event_and_to_between_workers(remote: Any) -> None:
     s1.wait_event(done)  # s1's later work waits for s0's, across workers
     b = mtia.empty(1000, device=1)
     s1.launch(np.copyto, b, 3.0)
+    reads = links()[0].reads, links()[1].reads
+    served_before = served(remote)
     with mtia.stream(s1), mtia.stream(s0):
         c = a.to(1)  # worker to worker: on s1, after the work enqueued so far on s0
+    assert not any(reads)  # the client asked no worker for the bytes
     s1.synchronize()
+    assert served(remote) - served_before == 4000  # worker 1 fetched a's 4,000 bytes from worker 0
     np.testing.assert_array_equal(c.numpy(), np.full(1000, 5.0, np.float32))
     with mtia.device(0):
         s0.launch(np.copyto, a, 9.0)
@@ -201,6 +216,48 @@ def test_wait_event_and_to_between_workers(remote: Any) -> None:
     np.testing.assert_array_equal(d.numpy(), np.full(1000, 9.0, np.float32))
     s0.wait_stream(s1)
     s0.synchronize()
+
+
+def test_wait_stream_across_workers_holds_the_later_work_until_the_other_worker_is_done(remote: Any) -> None:
+    s0, s1 = mtia.Stream(0), mtia.Stream(1)
+    s0.launch(time.sleep, 0.5)
+    e0 = s0.record_event()
+    s1.wait_stream(s0)  # s1 (on the other worker) waits for everything enqueued so far on s0
+    e1 = s1.record_event()
+    started = time.monotonic()
+    e1.synchronize()
+    assert e0.query()  # s1 passed its wait only once s0's work was done
+    assert time.monotonic() - started >= 0.4  # the 0.5 s sleep on worker 0 held worker 1's stream
+    s0.synchronize()
+
+
+async def _async_wait_stream() -> tuple[bool, list[float]]:
+    s0, s1 = amtia.Stream(0), amtia.Stream(1)
+    a = amtia.zeros(3, device=0)
+    b = amtia.empty(3, device=1)
+    s0.wait_stream(amtia.current_stream(0))
+
+    def slow_fill(v: np.ndarray) -> None:
+        time.sleep(0.2)
+        v[:] = 7.0
+
+    s0.launch(slow_fill, a)
+    done = s0.record_event()
+    s1.wait_stream(s0)
+    with amtia.stream(s1), amtia.stream(s0):
+        c = a.to(1)  # on s1, after s0's fill
+        s1.launch(np.copyto, b, c)
+        await s1.synchronize()
+        return done.query(), (await b.to_host()).tolist()
+
+
+def test_wait_stream_across_workers_in_asyncio_and_trio(remote: Any) -> None:
+    import asyncio
+
+    import trio
+
+    assert asyncio.run(_async_wait_stream()) == (True, [7.0, 7.0, 7.0])
+    assert trio.run(_async_wait_stream) == (True, [7.0, 7.0, 7.0])
 
 
 def test_a_failure_crosses_workers_through_wait_event(remote: Any) -> None:
@@ -247,10 +304,46 @@ def test_memory_stats_snapshots_and_worker_memory_agree(remote: Any) -> None:
         time.sleep(0.1)
 
 
-def test_out_of_memory_is_raised_at_the_call_on_the_client(remote: Any) -> None:
-    with pytest.raises(mtia.OutOfMemoryError, match="out of memory"):
-        mtia.empty((2 << 30,), dtype=np.uint8, device=1)
+def _oom_message() -> str:
+    keep = mtia.empty((300 << 20,), dtype=np.uint8, device=1)
+    with pytest.raises(mtia.OutOfMemoryError) as info:
+        mtia.empty((800 << 20,), dtype=np.uint8, device=1)
+    assert mtia.memory_allocated(1) == 300 << 20  # the failed call changed nothing
+    del keep
+    mtia.empty_cache()
+    return str(info.value)
+
+
+def test_out_of_memory_is_raised_at_the_call_with_the_local_runtimes_error(remote: Any) -> None:
+    message = _oom_message()
+    assert "out of memory" in message.lower()
     assert mtia.memory_reserved(1) == 0
+    with fresh_runtime(device_count=2, workers=2, device_memory="1GiB"):
+        assert _oom_message() == message  # the same error, word for word
+
+
+def _memory_story() -> tuple[str, list[tuple[str, int, int]]]:
+    """The summary and the history's trace of device 1 after a few allocations and frees."""
+    mtia.record_memory_history("all")
+    try:
+        a = mtia.empty(1000, device=1)
+        b = mtia.zeros((64, 64), device=1)
+        del a
+        c = mtia.ones(10_000, device=1)
+        mtia.synchronize(1)
+        del b, c
+        mtia.synchronize(1)
+        trace = [(e["action"], e["addr"], e["size"]) for e in mtia.snapshot()["device_traces"][1]]
+        return mtia.memory_summary(1), trace
+    finally:
+        mtia.record_memory_history(None)
+
+
+def test_memory_summary_and_history_are_those_of_the_local_runtime(remote: Any) -> None:
+    summary, trace = _memory_story()
+    assert {"alloc", "free_completed"} <= {action for action, _, _ in trace}
+    with fresh_runtime(device_count=2, workers=2, device_memory="1GiB"):
+        assert _memory_story() == (summary, trace)
 
 
 # --- RNG -----------------------------------------------------------------------------------------------
@@ -306,6 +399,17 @@ def test_an_unreachable_cluster_raises_at_init_naming_the_address_in_bounded_tim
         assert not mtia.is_initialized()
 
 
+def test_a_dask_client_names_the_cluster_and_stays_the_callers(remote: Any) -> None:
+    from distributed import Client
+
+    with Client(remote, set_as_default=False, timeout=30) as client:
+        with fresh_runtime(cluster=client, workers=1, device_memory="64MiB"):
+            assert mtia.device_count() == 2
+            np.testing.assert_array_equal((mtia.asarray(np.arange(4), device=1) * 3).numpy(), np.arange(4) * 3)
+        assert client.status == "running"  # the runtime used its address, and never closed it
+        assert client.submit(sum, [1, 2]).result(timeout=30) == 3
+
+
 def test_bad_cluster_settings_are_refused_at_the_call() -> None:
     with fresh_runtime():
         with pytest.raises(TypeError, match="cluster must be a Dask scheduler address"):
@@ -320,15 +424,40 @@ def test_bad_cluster_settings_are_refused_at_the_call() -> None:
 
 
 # --- lifetime -------------------------------------------------------------------------------------------
-def test_shutdown_leaves_no_thread_here_and_no_session_or_memory_on_the_workers(remote: Any) -> None:
+def test_shutdown_leaves_no_thread_memory_or_object_here_and_no_session_or_memory_on_the_workers(remote: Any) -> None:
+    import gc
+    import weakref
+
+    from mtia_async._cluster.backing import PHANTOMS
+
     a = mtia.ones(1 << 18, device=0)
     b = mtia.ones(1 << 18, device=1)
     (a + b.to(0)).numpy()
     assert all(len(h) == 1 for h in sessions(remote).values())
+    assert PHANTOMS  # the client's phantom segments of the remote devices
+    rt = state.runtime
+    assert rt is not None
+    devices = [weakref.ref(dev) for dev in rt.devices]
+    threads = {t for t in threading.enumerate() if not t.name.startswith("mtia_async")}
+    del a, b, rt
     fresh = fresh_runtime()
     fresh.__enter__()
     try:
+        gc.collect()
         assert [t.name for t in threading.enumerate() if t.name.startswith("mtia_async")] == []
+        assert {t for t in threading.enumerate() if t not in threads} == set()  # nor any other thread
+        assert [ref() for ref in devices] == [None, None]  # nothing keeps the closed runtime's devices
+        assert PHANTOMS == {}  # nor their segments' address space
         assert not any(wait_for_no_sessions(remote).values())
     finally:
         fresh.__exit__(None, None, None)
+
+
+def test_no_leaks_across_remote_work(remote: Any) -> None:
+    from _support import no_leaks
+
+    with no_leaks():
+        a = mtia.randn(1 << 16, device=0)
+        c = np.exp(a.to(1)) + 1
+        assert c.numpy().shape == (1 << 16,)
+        del a, c

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import mtia_async.sync as mtia
+from mtia_async._core.runtime import state
 from mtia_async.testing import fresh_runtime
 
 pytestmark = pytest.mark.timeout(120)
@@ -57,26 +58,31 @@ def test_a_graph_replays_on_a_remote_device_as_on_a_local_one(remote: Any) -> No
         np.testing.assert_array_equal(a, b)
 
 
-def test_the_profiler_shows_remote_kernels_on_their_device_timed_on_the_worker(remote: Any, tmp_path: Path) -> None:
+def test_the_profiler_merges_the_workers_timelines_timed_on_the_workers(remote: Any, tmp_path: Path) -> None:
     from mtia_async.profiler import profile
 
+    addresses = {d: state.runtime.devices[d].link.address for d in (0, 1)}  # type: ignore[union-attr, attr-defined]
     with profile() as prof:
-        s = mtia.Stream(1)
-        s.launch(time.sleep, 0.05)
-        a = mtia.ones(1000, device=1)
-        with mtia.stream(s):
-            np.exp(a).numpy()
+        for d in (0, 1):
+            s = mtia.Stream(d)
+            s.launch(time.sleep, 0.05)
+            a = mtia.ones(1000, device=d)
+            with mtia.stream(s):
+                np.exp(a).numpy()
     path = tmp_path / "trace.json"
     prof.export_chrome_trace(str(path))
     events = json.loads(path.read_text())["traceEvents"]
     names = {e["pid"]: e["args"]["name"] for e in events if e.get("name") == "process_name"}
-    kernels = [e for e in events if e.get("ph") == "X" and names.get(e["pid"]) == "mtia:1"]
-    sleeps = [e for e in kernels if e["name"] == "sleep"]
-    assert sleeps and all(45_000 <= e["dur"] < 5_000_000 for e in sleeps)  # microseconds, on the worker
-    assert {"sleep", "exp"} <= {e["name"] for e in kernels}
-    threads = [e["args"]["name"] for e in events if e.get("name") == "thread_name" and names.get(e["pid"]) == "mtia:1"]
-    assert any("@ tcp://127.0.0.1:" in t for t in threads)  # the worker's thread, named with its worker
-    assert any(row.name == "sleep" and row.count == 1 for row in prof.key_averages())
+    for d in (0, 1):  # one trace: each device's track holds its worker's kernels, on its worker's threads
+        kernels = [e for e in events if e.get("ph") == "X" and names.get(e["pid"]) == f"mtia:{d}"]
+        sleeps = [e for e in kernels if e["name"] == "sleep"]
+        assert sleeps and all(45_000 <= e["dur"] < 5_000_000 for e in sleeps)  # microseconds, on the worker
+        assert {"sleep", "exp"} <= {e["name"] for e in kernels}
+        threads = [e["args"]["name"] for e in events
+                   if e.get("name") == "thread_name" and names.get(e["pid"]) == f"mtia:{d}"]  # fmt: skip
+        assert any(t.endswith(f"@ {addresses[d]}") for t in threads), threads  # its worker's thread
+        assert not any(t.endswith(f"@ {addresses[1 - d]}") for t in threads), threads  # not the other's
+    assert any(row.name == "sleep" and row.count == 2 for row in prof.key_averages())
 
 
 def test_the_sanitizer_checks_launches_on_remote_streams(remote: Any) -> None:

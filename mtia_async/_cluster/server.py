@@ -19,7 +19,7 @@ from typing import Any
 
 from .session import SESSIONS, WorkerSession
 
-__all__ = ["boot_id", "install", "package_version", "sessions_info"]
+__all__ = ["boot_id", "install", "package_version", "served_info", "sessions_info"]
 
 
 def package_version() -> str:
@@ -94,3 +94,8 @@ class _Goodbye:
 def sessions_info(dask_worker: Any) -> dict[str, int]:
     """The live sessions of this worker and the device memory each holds, in bytes (tests, docs)."""
     return {key: session.nbytes() for (key, address), session in list(SESSIONS.items()) if address == dask_worker.address}
+
+
+def served_info(dask_worker: Any) -> dict[str, int]:
+    """The bytes each live session of this worker served to other workers' fetches (tests, docs)."""
+    return {key: session.served for (key, address), session in list(SESSIONS.items()) if address == dask_worker.address}

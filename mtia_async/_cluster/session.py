@@ -151,6 +151,7 @@ class WorkerSession:
         self.gated: list[Any] = []
         self._made: set[int] = set()  # ids of the segment views the kernel being unpickled got
         self.outbox: deque[Any] = deque()
+        self.served = 0  # bytes of device memory other workers fetched from this session (to(device))
         self._wake_pending = False
         self.writing = False
         self.event = asyncio.Event()
@@ -405,6 +406,7 @@ class WorkerSession:
         """A contiguous copy (or view) of device memory, for another worker's fetch."""
         seg = self.segs[uid]
         view = np.ndarray(tuple(shape), dtype_of(code), seg, offset, None if strides is None else tuple(strides))
+        self.served += view.nbytes
         return np.ascontiguousarray(view)
 
 
