@@ -7,6 +7,7 @@ session's cluster stays whole for the other tests).
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _support import run_python
+from _support import local_cluster, run_python
 
 import mtia_async as amtia
 import mtia_async.sync as mtia
@@ -29,13 +30,8 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 def doomed_cluster() -> Iterator[Any]:
-    """A LocalCluster of 2 workers whose processes a test may kill."""
-    from distributed import LocalCluster
-
-    cluster = LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0",
-        worker_dashboard_address=":0",
-    )  # fmt: skip
+    """A LocalCluster of 2 workers of its own, whose processes a test may kill or close."""
+    cluster = local_cluster()
     try:
         yield cluster
     finally:
@@ -116,6 +112,47 @@ def test_a_killed_worker_fails_awaits_in_an_event_loop(doomed_cluster: Any) -> N
 
         error = asyncio.run(main())
         assert isinstance(error, amtia.DeviceFailedError)
+
+
+def test_a_worker_closed_on_purpose_fails_its_device_as_a_close_logged_at_info(
+    doomed_cluster: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from distributed import Client
+
+    caplog.set_level(logging.DEBUG, logger="mtia_async")
+    with fresh_runtime(cluster=doomed_cluster, workers=2, device_memory="256MiB", cluster_timeout=60):
+        mtia.init()
+        closing = state.runtime.devices[0]  # type: ignore[union-attr]
+        address = closing.link.address  # type: ignore[attr-defined]
+        s0 = mtia.Stream(0)
+        x = mtia.ones(10, device=0)
+        s0.wait_stream(mtia.current_stream(0))
+        s0.launch(time.sleep, 30)  # still running when its worker closes
+        outcome: list[BaseException] = []
+
+        def waiter() -> None:
+            try:
+                s0.synchronize()
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        with Client(doomed_cluster, set_as_default=False, timeout=30) as client:
+            client.retire_workers([address], close_workers=True, remove=True)  # the worker closes itself
+        thread.join(30)
+        assert not thread.is_alive(), "a pending wait on a closed worker's device hung"
+        assert len(outcome) == 1 and isinstance(outcome[0], mtia.DeviceFailedError)
+        assert f"its Dask worker {address} closed" in str(outcome[0])
+        with pytest.raises(mtia.DeviceFailedError, match="closed"):
+            x.numpy()
+        np.testing.assert_array_equal(mtia.asarray(np.arange(3.0), device=1).numpy(), np.arange(3.0))
+    records = [r for r in caplog.records if r.name == "mtia_async"]
+    lost = [r for r in records if getattr(r, "event", "") in ("cluster_worker_lost", "device_failed")]
+    assert [(r.levelname, r.event) for r in lost] == [  # type: ignore[attr-defined]
+        ("INFO", "cluster_worker_lost"), ("INFO", "device_failed")
+    ]
+    assert [r.getMessage() for r in records if r.levelno >= logging.WARNING] == []  # a close, not a crash
 
 
 def test_a_client_process_that_dies_leaves_nothing_on_the_workers(dask_cluster: Any) -> None:
