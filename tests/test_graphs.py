@@ -311,6 +311,23 @@ def test_a_kernel_error_in_a_replay_surfaces_at_the_waits_naming_the_captured_ke
     np.testing.assert_array_equal(y.numpy(), np.full(4, 2.0))
 
 
+def test_events_recorded_in_a_graph_after_a_failing_kernel_raise_for_their_waiters() -> None:
+    before, after = mtia.Event(), mtia.Event()
+    g = mtia.MTIAGraph()
+    with mtia.graph(g):
+        before.record()
+        mtia.launch(boom, "in the graph")
+        after.record()
+    g.replay()
+    before.synchronize()  # recorded before the failing kernel: fine
+    with pytest.raises(mtia.KernelError, match=r"kernel boom \(kernel 1 of 1 in a replay of MTIAGraph #\d+\)"):
+        after.synchronize()
+    waiter = mtia.Stream()
+    waiter.wait_event(after)  # a stream that waits on it inherits the failure
+    with pytest.raises(mtia.KernelError, match="in the graph"):
+        waiter.synchronize()
+
+
 async def test_a_replay_error_reaches_an_awaiting_task() -> None:
     g = amtia.MTIAGraph()
     base, exponent = amtia.full(2, 2, dtype=np.int64), amtia.full(2, -1, dtype=np.int64)
