@@ -224,3 +224,17 @@ def test_the_command_line_runs_the_demo_on_the_cluster(dask_cluster: Any) -> Non
     assert "mean |tanh| 0.219" in result.stdout  # the same numbers as on local devices
     bad = run_module(["--cluster", "not an address", "info"], timeout=60)
     assert bad.returncode == 2 and "--cluster: cluster='not an address' is not a Dask scheduler address" in bad.stderr
+
+
+def test_bench_cluster_runs_the_cluster_suite_on_the_named_cluster(dask_cluster: Any, tmp_path: Any) -> None:
+    import json
+
+    from _support import run_module
+
+    out = tmp_path / "cluster.json"
+    result = run_module(["bench", "--cluster", dask_cluster.scheduler_address, "--quick", "--reps", "1",
+                         "--plain", "--no-progress", "--json", str(out)], timeout=180)  # fmt: skip
+    assert result.returncode == 0, result.stderr  # a missed goal is reported, not an exit status
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["key"] for r in rows] == ["cluster.launch", "cluster.await", "cluster.to_host", "cluster.two_devices"]
+    assert all(r["error"] is None and r["samples"] and r["baseline"] for r in rows), rows
