@@ -138,6 +138,24 @@ def test_an_error_in_a_graph_block_discards_the_capture_and_restores_the_stream(
     np.testing.assert_array_equal(z.numpy(), [4.0, 4.0])
 
 
+def test_another_stream_may_copy_to_the_host_the_bytes_a_capture_does_not_write() -> None:
+    x = mtia.asarray(np.arange(16, dtype=np.float32))
+    s, reader = mtia.Stream(), mtia.Stream()
+    reader.wait_stream(mtia.current_stream())
+    g = mtia.MTIAGraph()
+    with mtia.stream(s):
+        g.capture_begin()
+        np.add(x[:4], 100.0, out=x[4:8])  # writes bytes 16-32 of x's block
+        with mtia.stream(reader):
+            np.testing.assert_array_equal(x[8:].numpy(), np.arange(8, 16))  # the capture reads or leaves these
+            np.testing.assert_array_equal(x[:4].numpy(), np.arange(4))
+            with pytest.raises(RuntimeError, match=r"to_host\(\)/numpy\(\) of memory the capture writes"):
+                x[7:9].numpy()  # one element of it is written
+        with pytest.raises(RuntimeError, match="invalidated"):
+            g.capture_end()
+    g.reset()
+
+
 def test_scalars_and_device_arrays_are_captured_as_constants_and_references() -> None:
     x = mtia.zeros(4)
     g = mtia.MTIAGraph()

@@ -74,6 +74,22 @@ def _why(what: str) -> str:
     return "a graph holds only device work"
 
 
+def _extent(a: DeviceArray) -> tuple[int, int]:
+    """The bytes of its block that ``a`` spans, from the block's start (a strided view: its bounds)."""
+    strides = a._strides
+    if strides is None:  # a base array
+        return 0, a.nbytes
+    lo = hi = a._offset
+    for n, step in zip(a._shape, strides):
+        if n == 0:
+            return 0, 0
+        if step > 0:
+            hi += (n - 1) * step
+        else:
+            lo += (n - 1) * step
+    return lo, hi + a._dtype.itemsize
+
+
 class GraphCapture(Capture):
     """One capture in progress (see the module docstring).
 
@@ -93,7 +109,7 @@ class GraphCapture(Capture):
         self.deps: list[tuple[int, ...]] = []  # per node: the nodes it comes after (-1: the start)
         self.tails: dict[StreamImpl, int] = {origin: -1}  # each capturing stream's last node
         self.externals: list[Mark] = []  # marks of work outside the graph that it waits for
-        self.written: set[Block] = set()  # blocks its kernels write (guard)
+        self.written: dict[Block, set[tuple[int, int]]] = {}  # the byte ranges its kernels write, per block (guard)
         self.error: RuntimeError | None = None  # what invalidated it
         self.ended = False
 
@@ -175,7 +191,15 @@ class GraphCapture(Capture):
     def _note_writes(self, writes: Any) -> None:
         for a in writes:
             if type(a) is DeviceArray and a._block is not None:
-                self.written.add(a._block)
+                self.written.setdefault(a._block, set()).add(_extent(a))
+
+    def writes_to(self, a: DeviceArray) -> bool:
+        """Whether a kernel of this capture writes bytes ``a`` may touch."""
+        ranges = self.written.get(a._block) if a._block is not None else None
+        if not ranges:
+            return False
+        lo, hi = _extent(a)
+        return any(start < hi and lo < end for start, end in ranges)
 
     def _join(self, stream: StreamImpl, mark: Mark) -> None:
         """``stream`` waits on ``mark``, recorded in this capture: it captures from now on."""
@@ -261,7 +285,7 @@ class _HostCopyGuard(Observer):
         if launch.kernel is copy_kernel and type(launch.args[0]) is np.ndarray:
             for capture in self.captures:
                 for a in launch.reads:
-                    if type(a) is DeviceArray and a._block is not None and a._block in capture.written:
+                    if type(a) is DeviceArray and capture.writes_to(a):
                         raise capture.forbidden(launch.stream, "to_host()/numpy() of memory the capture writes")
 
 
