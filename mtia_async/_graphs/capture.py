@@ -199,7 +199,7 @@ class GraphCapture(Capture):
         if not ranges:
             return False
         lo, hi = _extent(a)
-        return any(start < hi and lo < end for start, end in ranges)
+        return any(start < hi and lo < end for start, end in tuple(ranges))  # a copy: other threads add
 
     def _join(self, stream: StreamImpl, mark: Mark) -> None:
         """``stream`` waits on ``mark``, recorded in this capture: it captures from now on."""
