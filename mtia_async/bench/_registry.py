@@ -20,6 +20,7 @@ from .suites_latency import run_responsiveness
 from .suites_memory import run_dispatch, run_memory, run_rng
 from .suites_ops import run_ops
 from .suites_profiler import run_profiler
+from .suites_sanitizer import run_sanitizer
 from .suites_service import run_service
 
 __all__ = ["SUITES", "Suite"]
@@ -57,6 +58,7 @@ _ALL = (
           "heartbeat on an idle loop."),
     Suite("graphs", run_graphs, "graph replay of 100 kernels vs eager; replay() cost; an MLP step", (20, 5)),
     Suite("profiler", run_profiler, "per-kernel cost of a recording profile, bytes per record", (12, 5)),
+    Suite("sanitizer", run_sanitizer, "extra per launch, sanitizer on, at 10 and 100,000 prior launches", (40, 10)),
     Suite("cluster", run_cluster, "devices on a Dask LocalCluster of 2 workers: launch, await, to_host, 2 vs 1", (25, 15),
           "cluster: MTIA_ASYNC_CLUSTER's cluster (bench --cluster ADDRESS), else a LocalCluster of 2 worker "
           "processes; docs/cluster.md."),
