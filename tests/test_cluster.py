@@ -174,6 +174,41 @@ def test_fifo_over_10000_launches_with_batches_delivered_out_of_order(remote: An
     assert links()[0].shuffled > 0  # batches really went out of order
 
 
+def test_a_kernel_that_does_not_unpickle_on_the_worker_fails_alone(remote: Any, tmp_path: Any) -> None:
+    import sys
+
+    (tmp_path / "client_only_kernels.py").write_text("def bump(v):\n    v += 100\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from client_only_kernels import bump  # type: ignore[import-not-found]  # importable here only
+    finally:
+        sys.path.remove(str(tmp_path))
+    try:  # imported here, so cloudpickle sends it by reference: the worker cannot import it
+        _launch_around_a_bad_kernel(bump)
+    finally:
+        sys.modules.pop("client_only_kernels", None)
+
+
+def _launch_around_a_bad_kernel(bump: Any) -> None:
+    s = mtia.Stream(0)
+    x = mtia.zeros(1, dtype=np.int64, device=0)
+    s.wait_stream(mtia.current_stream(0))
+    for i in range(3):
+        s.launch(_step, x, i)  # one batch: a run of launches around the bad one
+    s.launch(bump, x)
+    with pytest.raises(mtia.KernelError) as info:
+        s.synchronize()
+    assert isinstance(info.value.__cause__, ModuleNotFoundError)
+    assert "unpickling the kernel on the Dask worker" in "\n".join(info.value.__cause__.__notes__)
+    for i in range(3):
+        s.launch(_step, x, i)  # reported: the stream runs again
+    with mtia.stream(s):
+        expected = 0
+        for i in [0, 1, 2, 0, 1, 2]:  # bump never ran; the launches around it did
+            expected = (expected * 31 + i) % 1_000_003
+        assert int(x.numpy()[0]) == expected
+
+
 # --- events ---------------------------------------------------------------------------------------
 def test_events_are_timed_on_the_worker_and_query_follows_the_work(remote: Any) -> None:
     s = mtia.Stream(1)
