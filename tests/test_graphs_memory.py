@@ -6,11 +6,13 @@ Results of replays are in ``test_graphs.py``; what a capture refuses in ``test_g
 from __future__ import annotations
 
 import gc
+import textwrap
 import threading
 from typing import Any
 
 import numpy as np
 import pytest
+from _support import run_python
 
 import mtia_async.sync as mtia
 from mtia_async._core.instrument import instruments
@@ -158,6 +160,39 @@ def test_a_graph_dropped_while_capturing_stops_capturing() -> None:
         mtia.launch(ran.append, 1)
         s.synchronize()
     assert ran == [1]
+
+
+def test_a_graph_collected_inside_a_capture_hook_does_not_deadlock() -> None:
+    code = """
+        import gc
+        import mtia_async.sync as mtia
+        from mtia_async._graphs import capture
+
+        hook = capture.GraphCapture._node
+
+        def collecting(self, stream, *after):
+            gc.collect()  # as if an allocation in the hook ran the collector, under the capture's lock
+            return hook(self, stream, *after)
+
+        capture.GraphCapture._node = collecting
+        s, x = mtia.Stream(), mtia.ones(4)
+        with mtia.stream(s):
+            g = mtia.MTIAGraph()
+            g.capture_begin()
+            g.cycle = g  # only the collector frees it
+            del g
+            x + 1.0  # the collector finds the capturing graph inside this launch's hook
+            capture.GraphCapture._node = hook
+            for _ in range(1000):
+                if not mtia.is_current_stream_capturing():
+                    break
+                threading.Event().wait(0.01)
+            y = x + 1.0  # not capturing any more: runs
+            print(mtia.is_current_stream_capturing(), y.numpy().tolist())
+    """
+    result = run_python("import threading\n" + textwrap.dedent(code), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False [2.0, 2.0, 2.0, 2.0]"
 
 
 @pytest.mark.parametrize("how", ["dropped", "reset"])

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .._memory import Block
     from .pools import PoolToken
 
-__all__ = ["GraphCapture", "RandomLaunch", "Step", "guard"]
+__all__ = ["GraphCapture", "RandomLaunch", "Step", "end_from_finalizer", "guard"]
 
 
 class RandomLaunch:
@@ -258,6 +258,19 @@ class GraphCapture(Capture):
 
     def __repr__(self) -> str:
         return f"<capture of {self.label} on stream {self.origin.stream_id}>"
+
+
+def end_from_finalizer(capture: GraphCapture) -> None:
+    """End ``capture`` from a finalizer (a graph dropped while capturing).
+
+    The collector may run a finalizer on a thread that holds one of the locks ``end()``
+    takes (an allocation inside a capture's hook): blocking there would deadlock. If
+    any of them is held, a helper thread ends the capture as soon as it is released.
+    """
+    if capture.lock.locked() or guard.lock.locked() or instruments._lock.locked():
+        threading.Thread(target=capture.end, name="mtia_async-graph-end", daemon=True).start()
+    else:
+        capture.end()
 
 
 class _HostCopyGuard(Observer):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from .. import _forksafe as forksafe
 from .._core.context import current_stream_impl, stream_of
 from .._core.instrument import instruments
-from .capture import GraphCapture, guard
+from .capture import GraphCapture, end_from_finalizer, guard
 from .pools import PoolToken, check_pool, pool_device, private_pool
 from .program import GraphExec, instantiate
 
@@ -237,10 +237,10 @@ class MTIAGraph:
 
     def __del__(self) -> None:
         # A graph dropped while capturing stops capturing; its pool is released lazily (no
-        # allocator call here: a finalizer may run inside one).
+        # allocator call here: a finalizer may run inside one, or inside a capture's lock).
         capture = self._capture
         if self._state == _CAPTURING and capture is not None:
-            capture.end()
+            end_from_finalizer(capture)
         if self._pool is not None and self._device is not None:
             self._device.allocator.release_pool(self._pool, now=False)
 
