@@ -268,7 +268,7 @@ def end_from_finalizer(capture: GraphCapture) -> None:
     any of them is held, a helper thread ends the capture as soon as it is released.
     """
     if capture.lock.locked() or guard.lock.locked() or instruments._lock.locked():
-        threading.Thread(target=capture.end, name="mtia_async-graph-end", daemon=True).start()
+        threading.Thread(target=capture.end, name="mtia-graph-end", daemon=True).start()
     else:
         capture.end()
 
