@@ -177,14 +177,20 @@ def test_fifo_over_10000_launches_with_batches_delivered_out_of_order(remote: An
 def test_a_kernel_that_does_not_unpickle_on_the_worker_fails_alone(remote: Any, tmp_path: Any) -> None:
     import sys
 
-    (tmp_path / "client_only_kernels.py").write_text("def bump(v):\n    v += 100\n")
+    (tmp_path / "client_only_kernels.py").write_text("def bump(v):\n    v += 100\n\ndef tick(n):\n    pass\n")
     sys.path.insert(0, str(tmp_path))
     try:
-        from client_only_kernels import bump  # type: ignore[import-not-found]  # importable here only
+        from client_only_kernels import bump, tick  # type: ignore[import-not-found]  # importable here only
     finally:
         sys.path.remove(str(tmp_path))
-    try:  # imported here, so cloudpickle sends it by reference: the worker cannot import it
+    try:  # imported here, so cloudpickle sends them by reference: the worker cannot import them
         _launch_around_a_bad_kernel(bump)
+        s = mtia.Stream(1)
+        s.launch(tick, 3)  # scalar arguments only: the launch itself is not pickled, the function is
+        with pytest.raises(mtia.KernelError, match="kernel_did_not_unpickle failed on device 1") as info:
+            s.synchronize()
+        assert isinstance(info.value.__cause__, ModuleNotFoundError)
+        s.synchronize()
     finally:
         sys.modules.pop("client_only_kernels", None)
 

@@ -31,7 +31,7 @@ from .._log import emit
 from .._memory import CachingAllocator
 from .backing import PhantomBacking
 from .features import SPECIAL_MODULES, enqueue_special
-from .wire import dumps_launch
+from .wire import dumps_launch, plain_launch
 
 if TYPE_CHECKING:
     import threading
@@ -86,7 +86,7 @@ class RemoteQueue(deque[Any]):
                 enqueue_special(self, kernel, args):  # fmt: skip
             return
         else:
-            deque.extend(self, dumps_launch(self.link, kernel, args))
+            deque.extend(self, plain_launch(self.link, kernel, args) or dumps_launch(self.link, kernel, args))
         if not self.token and not self.flush_pending:  # the link holds the stream: tell it
             self.flush_pending = True
             self.link.request(self, None)

@@ -10,8 +10,9 @@ first batch), the local drain loop, marks, waits and failures. The session only
 translates:
 
 * batches are applied in each stream's ``seq`` order (a reorder buffer), their items
-  unpickled (``wire.loads``) and launched on the local stream; a kernel that does not
-  unpickle becomes a kernel failure in its place;
+  unpickled (``wire.loads``; a launch with scalar arguments only needs no unpickling)
+  and launched on the local stream; a kernel that does not unpickle becomes a kernel
+  failure in its place;
 * a mark ``("M", mid)`` is a local event record whose completion is posted back (time
   on this worker's clock, failures); a wait ``("W", mid)`` on a mark of this session
   waits locally (a placeholder stands in when the wait arrives first); ``("X", xid)``
@@ -287,6 +288,8 @@ class WorkerSession:
             tag = item[0]
             if tag == "K":
                 ls.launch(*self._load(item[1]))
+            elif tag == "F":  # a function with scalar arguments: nothing to unpickle
+                ls.launch(*self._plain(item[1], item[2]))
             elif tag == "T":  # profiled on the client: timed here
                 fn, args = self._load(item[2])
                 ls.launch(timed, (fn, args, self.post, item[1]))
@@ -321,6 +324,17 @@ class WorkerSession:
             if type(x) is np.ndarray and id(x) not in made:
                 x.flags.writeable = False  # a host array's copy: a write to it would be lost
         return fn, args
+
+    def _plain(self, kid: int, args: list[Any]) -> tuple[Any, tuple[Any, ...]]:
+        """The ``(kernel, args)`` of an ``("F", kid, args)`` launch."""
+        fn = self.kernels.get(kid)
+        if fn is None:
+            fn = KeyError(f"kernel {kid} was never sent to this worker")
+        if isinstance(fn, BaseException):
+            if not any("unpickling the kernel" in n for n in getattr(fn, "__notes__", ())):
+                fn.add_note("(raised while unpickling the kernel on the Dask worker)")
+            return kernel_did_not_unpickle, (fn,)
+        return fn, tuple(args)
 
     def _watch(self, mark: Mark, mid: int | None, batch: list[int] | None) -> None:
         placeholder = None

@@ -16,6 +16,10 @@ small tuples (handles):
 * a ufunc -> ``("U", name)``, a dtype -> ``("D", code)`` (pickling either costs more
   than the rest of a launch).
 
+A function launched with scalar arguments only (``int``, ``float``, ``bool``, ``str``,
+``bytes``, ``None``) is not pickled at all: the launch is ``("F", kernel id, args)``
+(``plain_launch``).
+
 On the worker, ``persistent_load`` turns the handles back: an array of a device the
 worker holds becomes a worker-side ``DeviceArray`` whose numpy view is preset to the
 segment memory, so every kernel (the internal ones of ``_arrays/kernels.py`` and the
@@ -44,7 +48,7 @@ from .backing import PHANTOMS, segment_of
 if TYPE_CHECKING:
     from .link import Link
 
-__all__ = ["Pickled", "dtype_code", "dtype_of", "dumps_launch", "handle_of", "loads"]
+__all__ = ["Pickled", "dtype_code", "dtype_of", "dumps_launch", "handle_of", "loads", "plain_launch"]
 
 _FunctionType = types.FunctionType
 _ufunc = np.ufunc
@@ -151,6 +155,26 @@ def dumps_launch(link: Link, kernel: Callable[..., object], args: tuple[Any, ...
         pickler.link = None  # type: ignore[assignment]  # the slot outlives runtimes: keep none alive
         slot.busy = False
     return blob, tuple(refs)
+
+
+_SCALARS = frozenset({int, float, bool, str, bytes, type(None)})
+_I64 = 1 << 63
+
+
+def plain_launch(link: Link, kernel: Callable[..., object], args: tuple[Any, ...]) -> tuple[Any, tuple[()]] | None:
+    """``(("F", kernel id, args), ())`` for a function launched with scalar arguments only, else None.
+
+    Such a launch needs no pickle: the scalars travel as they are in the frame (Dask's
+    msgpack keeps each one's type and value; ints are kept within 64 bits, msgpack's range),
+    which costs ~0.5 us on the caller instead of ~7 us for cloudpickle's pickler.
+    """
+    if kernel.__class__ is not _FunctionType:
+        return None
+    for a in args:
+        t = a.__class__
+        if t not in _SCALARS or (t is int and not -_I64 <= a < _I64):
+            return None
+    return ("F", link.kernel_id(kernel), args), ()
 
 
 def dumps_function(fn: Callable[..., object]) -> bytes:
