@@ -788,6 +788,26 @@ def test_bench_writes_a_trace_per_suite(tmp_path: Any) -> None:
         assert json.dumps(doc["mtia_async"]).count('"max_events": 100000') == 1
 
 
+@pytest.mark.slow
+def test_the_bench_suite_measures_on_off_and_a_bounded_ring() -> None:
+    from mtia_async.bench._harness import Context
+    from mtia_async.bench.suites_profiler import run_profiler
+
+    rows = {r.key: r for r in run_profiler(Context(quick=True, reps=2))}
+    assert sorted(rows) == ["profiler.bounded", "profiler.extra", "profiler.extra_da", "profiler.off",
+                            "profiler.on", "profiler.record_bytes"]  # fmt: skip
+    assert rows["profiler.off"].baseline is not None and rows["profiler.off"].baseline.name == "never profiled"
+    assert len(rows["profiler.extra"].samples) == 2 and rows["profiler.extra"].goal is not None
+    assert 100 < rows["profiler.record_bytes"].samples[0] < 1000  # bytes per kept record (~240)
+    bounded = rows["profiler.bounded"]
+    assert bounded.baseline is not None
+    held_10x, held_1x = sorted(bounded.samples)[0], sorted(bounded.baseline.samples)[-1]
+    assert held_10x < 1.1 * held_1x, (bounded.samples, bounded.baseline.samples)  # 10x the kernels, same memory
+    with profile():  # bench --trace: a profile records already, the suite says it cannot measure
+        (skipped,) = run_profiler(Context(quick=True, reps=2))
+    assert skipped.key == "profiler.extra" and skipped.skipped and "bench --trace" in skipped.skipped
+
+
 def test_the_profiler_is_a_submodule_of_both_facades() -> None:
     import mtia_async.profiler as direct
 
