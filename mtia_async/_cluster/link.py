@@ -320,13 +320,13 @@ class Link:
 
     def _mark_reached(self, mid: int | None, t_ns: int, fids: list[int], batch: Any) -> None:
         failures = tuple(self.failures[f] for f in fids if f in self.failures)
+        mark = None
         if mid is not None:
             mark = self.marks.pop(mid, None)
             self.acks.append(mid)
             if mark is not None:
                 self.mids.pop(mark, None)
                 mark.stream.unreported = tuple(f for f in failures if not f.reported)
-                mark.complete(failures, t_ns + self.offset)
         if batch is not None:
             held = self.held.get((batch[0], batch[1]))
             if held is not None:
@@ -334,6 +334,8 @@ class Link:
                 if mid is None:
                     stream.unreported = tuple(f for f in failures if not f.reported)
                 self._batch_done(q, batch[2])
+        if mark is not None:  # after the token went back (as a local worker does): a woken waiter sees query()
+            mark.complete(failures, t_ns + self.offset)
         if self.acks and len(self.acks) > 256:
             self.event.set()
 
