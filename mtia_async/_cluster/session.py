@@ -326,15 +326,19 @@ class WorkerSession:
         return fn, args
 
     def _plain(self, kid: int, args: list[Any]) -> tuple[Any, tuple[Any, ...]]:
-        """The ``(kernel, args)`` of an ``("F", kid, args)`` launch."""
-        fn = self.kernels.get(kid)
-        if fn is None:
-            fn = KeyError(f"kernel {kid} was never sent to this worker")
-        if isinstance(fn, BaseException):
-            if not any("unpickling the kernel" in n for n in getattr(fn, "__notes__", ())):
-                fn.add_note("(raised while unpickling the kernel on the Dask worker)")
-            return kernel_did_not_unpickle, (fn,)
-        return fn, tuple(args)
+        """The ``(kernel, args)`` of an ``("F", kid, args)`` launch: scalars, and handles (lists)."""
+        try:
+            fn = self.kernels.get(kid)
+            if fn is None:
+                raise KeyError(f"kernel {kid} was never sent to this worker")
+            if isinstance(fn, BaseException):
+                raise fn
+            resolve = self.resolve
+            return fn, tuple([resolve(a) if a.__class__ is list or a.__class__ is tuple else a for a in args])
+        except BaseException as exc:
+            if not any("unpickling the kernel" in n for n in getattr(exc, "__notes__", ())):
+                exc.add_note("(raised while unpickling the kernel on the Dask worker)")
+            return kernel_did_not_unpickle, (exc,)
 
     def _watch(self, mark: Mark, mid: int | None, batch: list[int] | None) -> None:
         placeholder = None
