@@ -228,6 +228,28 @@ def test_events_are_timed_on_the_worker_and_query_follows_the_work(remote: Any) 
     assert 45.0 <= start.elapsed_time(end) < 5000.0
 
 
+def test_a_woken_waiter_sees_the_stream_drained(remote: Any) -> None:
+    s = mtia.Stream(0)
+    seen: list[bool] = []
+    for _ in range(20):
+        s.launch(_noop)
+        mark = s._impl.record_mark()  # the stream's last item: nothing is enqueued after it below
+        reached = threading.Event()
+
+        def waiter() -> None:  # called as the mark completes
+            seen.append(s.query())
+            reached.set()
+
+        if not mark.add_waiter(waiter):
+            waiter()
+        assert reached.wait(30)
+    assert seen == [True] * 20  # the token went back before the mark completed, as on a local device
+
+
+def _noop() -> None:
+    pass
+
+
 def test_wait_event_and_to_between_workers(remote: Any) -> None:
     s0, s1 = mtia.Stream(0), mtia.Stream(1)
     a = mtia.zeros(1000, device=0)

@@ -236,5 +236,27 @@ def test_bench_cluster_runs_the_cluster_suite_on_the_named_cluster(dask_cluster:
                          "--plain", "--no-progress", "--json", str(out)], timeout=180)  # fmt: skip
     assert result.returncode == 0, result.stderr  # a missed goal is reported, not an exit status
     rows = json.loads(out.read_text())["rows"]
-    assert [r["key"] for r in rows] == ["cluster.launch", "cluster.await", "cluster.to_host", "cluster.two_devices"]
-    assert all(r["error"] is None and r["samples"] and r["baseline"] for r in rows), rows
+    assert [r["key"] for r in rows] == [
+        "cluster.launch", "cluster.launch_arrays", "cluster.await", "cluster.to_host", "cluster.two_devices"
+    ]
+    assert all(r["error"] is None and r["samples"] for r in rows), rows
+    assert all(r["baseline"] for r in rows if r["key"] != "cluster.launch_arrays"), rows  # measured in the same run
+
+
+def test_the_local_cluster_example_of_docs_cluster_md_runs(tmp_path: Any) -> None:
+    import re
+
+    from _support import ROOT, run_process
+
+    with open(os.path.join(ROOT, "docs", "cluster.md"), encoding="utf-8") as f:
+        blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
+    assert len(blocks) == 1 and "LocalCluster(" in blocks[0]
+    script = tmp_path / "example.py"  # a file: the cluster's worker processes are spawned from it
+    script.write_text(blocks[0])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MTIA_ASYNC_")}
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    result = run_process([sys.executable, str(script)], timeout=120, env=env, cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "2", result.stdout
+    assert lines[1].startswith("[2.") and lines[1].endswith("]"), result.stdout  # 2 * exp(0) == 2.0, ...

@@ -6,7 +6,9 @@ Rows (goal 15 of the performance goals):
 
 * ``cluster.launch``: 10,000 no-op launches on a remote stream, then ``synchronize()``,
   per kernel (the batched path: launches never wait on the network), against the same
-  on a local device (measured first, in the same run);
+  on a local device (measured first, in the same run); ``cluster.launch_arrays``: the
+  same with a kernel given a DeviceArray, whose launch is pickled (no goal: the general
+  cost, beside the no-op's, which travels unpickled);
 * ``cluster.await``: launch one kernel and await it (one round trip), against an awaited
   ``Client.submit`` of the same no-op (a Dask task through the scheduler);
 * ``cluster.to_host``: ``numpy()`` of an 8 MiB DeviceArray against ``Client.gather`` of an
@@ -36,6 +38,10 @@ _ns = time.perf_counter_ns
 
 def noop() -> None:
     """The no-op kernel (pickled by reference: it lives in this module, which workers import)."""
+
+
+def touch(v: object) -> None:
+    """A no-op kernel given a DeviceArray: its launch is pickled (a no-op's has no arguments to pickle)."""
 
 
 @contextmanager
@@ -94,7 +100,19 @@ def run_cluster(ctx: Context) -> list[Row]:
             s.synchronize()
             return (_ns() - t0) / n / 1e3
 
-        launch_samples = ctx.measure("cluster launch", {"remote": launches})["remote"]
+        x = mtia.empty(16, device=0)
+        mtia.synchronize(0)
+
+        def array_launches() -> float:
+            launch = s.launch
+            t0 = _ns()
+            for _ in range(n):
+                launch(touch, x)
+            s.synchronize()
+            return (_ns() - t0) / n / 1e3
+
+        launch_groups = ctx.measure("cluster launch", {"remote": launches, "arrays": array_launches})
+        launch_samples = launch_groups["remote"]
 
         k = ctx.n(50, 10)
 
@@ -164,6 +182,9 @@ def run_cluster(ctx: Context) -> list[Row]:
         Row("cluster.launch", suite, f"{n:,} no-op launches + synchronize", "us", samples=launch_samples, batch=n,
             baseline=Baseline("the same on a local device", local_samples),
             note="per kernel, on a remote stream: batched, pickled at the launch"),
+        Row("cluster.launch_arrays", suite, f"{n:,} f(DeviceArray) launches + sync", "us",
+            samples=launch_groups["arrays"], batch=n,
+            note="per kernel: the launch is pickled (cloudpickle) at the launch; no goal"),
         Row("cluster.await", suite, "launch + await one kernel", "ms", samples=await_samples["remote"],
             baseline=Baseline("Client.submit(noop).result()", await_samples["dask"]), batch=k,
             note="one round trip to the worker; the baseline is a Dask task through the scheduler"),
