@@ -7,6 +7,7 @@ Results of replays, memory pools, random numbers, errors and the facades are in
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -415,6 +416,32 @@ def test_a_capture_records_its_streams_work_whichever_thread_launches_it_and_not
     g.replay()
     mtia.synchronize()
     assert ran == ["other stream", "default stream", "captured from a thread"]
+
+
+def test_a_device_synchronize_from_another_thread_raises_there_and_invalidates_the_capture() -> None:
+    s = mtia.Stream()
+    g = mtia.MTIAGraph()
+    errors: list[BaseException] = []
+
+    def sync_the_device() -> None:
+        try:
+            mtia.synchronize()
+        except BaseException as exc:
+            errors.append(exc)
+
+    with mtia.stream(s):
+        g.capture_begin()
+        mtia.ones(2)
+        t = threading.Thread(target=sync_the_device)
+        t.start()
+        join_all([t])
+        (error,) = errors
+        assert isinstance(error, RuntimeError)
+        assert re.match(rf"synchronize\(\) is not allowed while stream {s.stream_id} of mtia:0 captures MTIAGraph #\d+",
+                        str(error))  # fmt: skip
+        with pytest.raises(RuntimeError, match="its capture was invalidated: synchronize"):
+            g.capture_end()
+    g.reset()
 
 
 async def test_a_task_awaiting_its_own_stream_while_another_task_captures() -> None:
