@@ -34,6 +34,7 @@ __all__ = [
     "DeviceProvider",
     "Runtime",
     "add_init_hook",
+    "add_shutdown_hook",
     "configure",
     "get_runtime",
     "init",
@@ -122,6 +123,7 @@ class _State:
         self.bad_fork = False
         self.init_count = 0  # how many runtimes were initialised (tests check "exactly once")
         self.init_hooks: list[Callable[[Runtime], None]] = []
+        self.shutdown_hooks: list[Callable[[Runtime], None]] = []
         self.device_provider: DeviceProvider | None = None  # see set_device_provider
 
 
@@ -281,6 +283,8 @@ def shutdown_runtime(join_timeout: float | None = None, reset_config: bool = Fal
     if rt is None:
         return []
     alive = rt.shutdown(join_timeout)
+    for hook in state.shutdown_hooks:
+        hook(rt)
     if flags.debug:
         emit("debug", "runtime_shutdown", pid=os.getpid())
     return alive
@@ -319,5 +323,10 @@ def set_device_provider(provider: DeviceProvider) -> None:
 def add_init_hook(hook: Callable[[Runtime], None]) -> None:
     """Run ``hook(runtime)`` at every initialisation, before the queued calls."""
     state.init_hooks.append(hook)
+
+
+def add_shutdown_hook(hook: Callable[[Runtime], None]) -> None:
+    """Run ``hook(runtime)`` after every ``shutdown_runtime`` (a feature drops what it kept of that runtime)."""
+    state.shutdown_hooks.append(hook)
 
 
