@@ -81,19 +81,27 @@ class Clocks:
     """The clocks of the current runtime's streams, the host's knowledge, and the recorded marks."""
 
     def __init__(self, runtime: object) -> None:
-        self.runtime = runtime  # streams of another runtime (one shut down) are ignored
+        # Streams of another runtime (one shut down) are ignored. Weakly: a runtime shut down
+        # must be free to go (its devices, their memory) before the next one initialises.
+        self._runtime = weakref.ref(runtime) if runtime is not None else None
         self.streams: dict[int, StreamClock] = {}  # id(StreamImpl) -> clock, while it lives
         self.labels: dict[int, str] = {}  # serial -> "stream 3 (mtia:0)", kept for reports
         self.host: dict[int, int] = {}  # serial -> epoch the host knows completed
         self.marks: weakref.WeakKeyDictionary[Mark, dict[int, int]] = weakref.WeakKeyDictionary()
         self._serials = itertools.count(1)
 
+    @property
+    def runtime(self) -> object:
+        """The runtime whose streams these clocks track (None: gone, or none when made)."""
+        return None if self._runtime is None else self._runtime()
+
     def clock(self, stream: StreamImpl) -> StreamClock | None:
         """The stream's clock (made on first sight); None for a stream of another runtime."""
         clock = self.streams.get(id(stream))
         if clock is not None:
             return clock
-        if stream.device.runtime is not self.runtime:
+        runtime = self.runtime
+        if runtime is None or stream.device.runtime is not runtime:
             return None
         key = id(stream)
         streams = self.streams

@@ -3,7 +3,8 @@
 One sanitizer at most, process-wide: ``enable()`` adds it to the instruments (from then
 on every launch is checked), ``disable()`` removes it and forgets its history. It
 survives a runtime shutdown (``fresh_runtime()``) and starts afresh with each new
-runtime (an init hook), whose addresses and streams are new.
+runtime (an init hook), whose addresses and streams are new; a shutdown hook drops what
+it kept of the old one (its allocator segments would keep its devices and memory alive).
 
 ``MTIA_ASYNC_SANITIZE`` is read when a runtime initialises, with the other settings
 (``_config.py`` validates it: a bad value makes ``init()`` raise ``ValueError`` naming
@@ -22,7 +23,7 @@ from contextlib import contextmanager
 
 from .. import _forksafe as forksafe
 from .._core.instrument import instruments
-from .._core.runtime import Runtime, add_init_hook
+from .._core.runtime import Runtime, add_init_hook, add_shutdown_hook
 from .._core.runtime import state as runtime_state
 from .checker import MODES, Sanitizer
 
@@ -129,4 +130,13 @@ def _on_init(runtime: Runtime) -> None:
             instruments.add(sanitizer)
 
 
+def _on_shutdown(runtime: Runtime) -> None:
+    """Shutdown hook: forget that runtime's streams and memory (its segments would keep its devices alive)."""
+    with _control.lock:
+        sanitizer = _control.sanitizer
+        if sanitizer is not None and sanitizer.clocks.runtime in (runtime, None):
+            sanitizer.reset(None)
+
+
 add_init_hook(_on_init)
+add_shutdown_hook(_on_shutdown)
