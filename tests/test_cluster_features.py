@@ -67,6 +67,7 @@ def test_the_profiler_merges_the_workers_timelines_timed_on_the_workers(remote: 
             s = mtia.Stream(d)
             s.launch(time.sleep, 0.05)
             a = mtia.ones(1000, device=d)
+            s.wait_stream(mtia.current_stream(d))  # the fill first (the stream sanitizer's CI pass caught this race)
             with mtia.stream(s):
                 np.exp(a).numpy()
     path = tmp_path / "trace.json"
