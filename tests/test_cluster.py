@@ -10,6 +10,7 @@ left behind (threads on the client, sessions and memory on the workers).
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -155,6 +156,38 @@ def _step(v: np.ndarray, i: int) -> None:
     v[0] = (v[0] * 31 + i) % 1_000_003
 
 
+def _echo(v: np.ndarray, *args: object) -> None:
+    import pickle
+
+    blob = pickle.dumps(args)
+    v[:8] = np.frombuffer(len(blob).to_bytes(8, "little"), np.uint8)
+    v[8 : 8 + len(blob)] = np.frombuffer(blob, np.uint8)
+
+
+def test_scalar_arguments_reach_the_kernel_with_their_type_and_value(remote: Any) -> None:
+    import pickle
+
+    s = mtia.Stream(1)
+    v = mtia.zeros(4096, dtype=np.uint8, device=1)
+    s.wait_stream(mtia.current_stream(1))
+    cases = [
+        (0, -1, 2**63 - 1, -(2**63), True, False, None, 1.5, float("-inf"), "ascii", b"\x00\xff", ""),  # unpickled
+        (2**63, -(2**63) - 1, 10**30),  # beyond msgpack's 64 bits: pickled
+        ("ünïcödé", "\udcff"),  # not ASCII (the second not even UTF-8-clean): pickled
+        (np.float32(2.5), np.int64(3), 7),  # numpy scalars: pickled
+    ]
+    for args in cases:
+        s.launch(_echo, v, *args)
+        with mtia.stream(s):
+            raw = v.numpy().tobytes()
+        got = pickle.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
+        assert got == args and [type(x) for x in got] == [type(x) for x in args]
+
+
+def _step_host(v: np.ndarray, i: np.ndarray) -> None:
+    v[0] = (v[0] * 31 + int(i[0])) % 1_000_003
+
+
 def test_fifo_over_10000_launches_with_batches_delivered_out_of_order(remote: Any) -> None:
     for link in links():
         link.reorder = random.Random(7)  # the transport shuffles batches and holds some back
@@ -163,7 +196,10 @@ def test_fifo_over_10000_launches_with_batches_delivered_out_of_order(remote: An
     s.wait_stream(mtia.current_stream(0))  # the fill of x is done first
     expected = 0
     for i in range(10_000):
-        s.launch(_step, x, i)
+        if i % 7:
+            s.launch(_step, x, i)  # travels unpickled: a DeviceArray's handle and an int
+        else:
+            s.launch(_step_host, x, np.array([i]))  # a host array: this launch is pickled
         expected = (expected * 31 + i) % 1_000_003
         if i % 97 == 0:
             s.record_event()  # many small batches, so reordering has something to reorder
@@ -454,12 +490,27 @@ def test_a_kernel_error_is_a_kernel_error_with_the_remote_traceback(remote: Any)
 
 
 def test_an_unreachable_cluster_raises_at_init_naming_the_address_in_bounded_time() -> None:
-    with fresh_runtime(cluster="tcp://127.0.0.1:9", cluster_timeout=1):
+    with fresh_runtime(cluster="tcp://127.0.0.1:9", cluster_timeout=1):  # refused at once
         started = time.monotonic()
         with pytest.raises(ConnectionError, match=r"tcp://127\.0\.0\.1:9"):
             mtia.init()
         assert time.monotonic() - started < 15
         assert not mtia.is_initialized()
+
+
+def test_a_cluster_that_never_answers_raises_at_init_within_the_timeout() -> None:
+    import socket
+
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        with fresh_runtime(cluster=address, cluster_timeout=2):
+            started = time.monotonic()
+            with pytest.raises(ConnectionError, match=re.escape(address) + ".*within 2 s"):
+                mtia.init()
+            assert 1.5 <= time.monotonic() - started < 20  # the timeout, plus the close (bounded)
+            assert not mtia.is_initialized()
 
 
 def test_a_dask_client_names_the_cluster_and_stays_the_callers(remote: Any) -> None:

@@ -167,7 +167,7 @@ def plain_launch(link: Link, kernel: Callable[..., object], args: tuple[Any, ...
     """``(("F", kernel id, args), arrays)`` for a launch that needs no pickle, else None.
 
     That is a function launched with arguments that are scalars (``int`` within 64 bits,
-    msgpack's range, ``float``, ``bool``, ``str``, ``bytes``, ``None``) or objects that have a
+    msgpack's range, ``float``, ``bool``, ASCII ``str``, ``bytes``, ``None``) or objects that have a
     handle: DeviceArrays, views of device memory, functions, numpy's ufuncs and dtypes (the
     launch runners of ``_arrays/bind.py`` and the operators' kernels get those). Scalars travel
     as they are in the frame (Dask's msgpack keeps each one's type and value), each other
@@ -182,8 +182,8 @@ def plain_launch(link: Link, kernel: Callable[..., object], args: tuple[Any, ...
     for i, a in enumerate(args):
         t = a.__class__
         if t in _SCALARS:
-            if t is int and not -_I64 <= a < _I64:
-                return None
+            if (t is int and not -_I64 <= a < _I64) or (t is str and not a.isascii()):
+                return None  # msgpack's ints are 64-bit; a str that is not UTF-8-clean would break the frame
             if out is not None:
                 out.append(a)
             continue
