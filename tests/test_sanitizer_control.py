@@ -138,6 +138,37 @@ def test_enable_checks_its_argument_and_changes_nothing_on_a_bad_one() -> None:
     mtia.synchronize()
 
 
+def test_a_runtime_shut_down_is_not_kept_alive_by_what_the_sanitizer_saw() -> None:
+    import gc
+    import weakref
+
+    from mtia_async._core.runtime import state
+    from mtia_async._sanitizer import active
+    from mtia_async.testing import fresh_runtime
+
+    s = mtia.Stream()
+    x = mtia.zeros(1000)
+    s.wait_stream(mtia.current_stream())
+    ran = threading.Event()
+    s.launch(fill_one, x)
+    s.launch(ran.set)
+    assert ran.wait(10)
+    del x  # freed with s's write unordered: a dead cell, filed under its allocator segment
+    big = mtia.ones(1 << 20)  # and a live cell
+    sanitizer_now = active()
+    assert sanitizer_now is not None and sanitizer_now.shadow.dead and sanitizer_now.shadow.cells
+    assert state.runtime is not None
+    devices = [weakref.ref(d) for d in state.runtime.devices]
+    del big, s
+    with fresh_runtime(device_count=1):  # the old runtime shut down; the new one not initialised yet
+        gc.collect()
+        assert [d() for d in devices] == [None, None]  # its devices (and their memory) are gone
+        assert sanitizer.is_enabled() and not sanitizer_now.shadow.cells and not sanitizer_now.shadow.dead
+        y = mtia.zeros(8)  # the next runtime is checked
+        race("write-after-write", lambda: mtia.Stream().launch(fill_one, y))
+        mtia.synchronize()
+
+
 def test_disable_and_enable_at_any_time() -> None:
     s = mtia.Stream()
     x = mtia.zeros(8)
@@ -310,3 +341,117 @@ def test_warn_mode_in_another_thread_names_that_threads_line() -> None:
     assert [w.category for w in records] == [SanitizerWarning]
     assert records[0].filename == __file__
     mtia.synchronize()
+
+
+# --- docs/sanitizer.md and the bench suite -------------------------------------------------------
+def _page() -> str:
+    import os
+
+    from _support import ROOT
+
+    with open(os.path.join(ROOT, "docs", "sanitizer.md"), encoding="utf-8") as f:
+        return f.read()
+
+
+def test_the_docs_page_runs_and_shows_what_its_code_prints(tmp_path: Any) -> None:
+    import os
+    import re
+    import sys
+
+    from _support import ROOT, run_process
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MTIA_ASYNC_")}
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    page = _page()
+    blocks = re.findall(r"```python\n(.*?)```", page, flags=re.S)
+    texts = re.findall(r"```text\n(.*?)```", page, flags=re.S)
+    assert len(blocks) == 4 and len(texts) == 2
+    outputs = []
+    for i, block in enumerate(blocks):  # each in a fresh interpreter, from a file (stacks show its lines)
+        path = os.path.join(str(tmp_path), "missing_wait.py" if i == 0 else f"block{i}.py")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(block)
+        result = run_process([sys.executable, path], timeout=60, env=env)
+        assert result.returncode == 0, (i, result.stderr)
+        outputs.append(result.stdout.replace(f'File "{tmp_path}{os.sep}', 'File "'))
+    # bug 1: the report shown on the page is the one the code prints, word for word
+    assert outputs[0] == texts[0] + "[3. 3. 3.]\n"
+    assert outputs[1] == texts[1]  # bug 2: use after free
+    assert outputs[2] == "write-after-write between stream 1 (mtia:0) and stream 2 (mtia:0)\n[2. 2. 2. 2. 4. 4. 4. 4.]\n"
+    assert outputs[3].splitlines()[0].startswith("read-after-write on DeviceArray(shape=(4,)")
+    assert outputs[3].splitlines()[1:] == ["[4. 4. 4. 4.] [5. 5. 5. 5.]", "False"]
+
+
+def test_the_bench_suite_measures_on_and_off_and_leaves_the_sanitizer_as_it_was(monkeypatch: Any) -> None:
+    import math
+
+    from mtia_async.bench import suites_sanitizer
+    from mtia_async.bench._harness import Context
+
+    monkeypatch.setattr(suites_sanitizer, "LONG_QUICK", 500)  # a short "long" history: this checks the plumbing
+    sanitizer.enable(mode="raise")
+    rows = suites_sanitizer.run_sanitizer(Context(quick=True, reps=2, min_time=0.002))
+    assert sanitizer.is_enabled()  # on before, on after
+    keys = [r.key for r in rows]
+    for op in ("launch_noop", "launch_exp_da", "add", "exp", "sum"):
+        assert [k for k in keys if k.startswith(f"sanitizer.{op}.")] == [
+            f"sanitizer.{op}.off", f"sanitizer.{op}.on", f"sanitizer.{op}.extra", f"sanitizer.{op}.extra_long"]
+    for row in rows:
+        assert len(row.samples) == 2 and all(math.isfinite(x) for x in row.samples), row.key
+        if row.key.endswith("extra") or row.key.endswith("extra_long"):
+            assert row.goal is not None and row.goal.limit == 2.0 and row.goal.ref == 14
+    by_key = {r.key: r for r in rows}
+    on, off, extra = by_key["sanitizer.add.on"], by_key["sanitizer.add.off"], by_key["sanitizer.add.extra"]
+    assert on.baseline is not None and on.baseline.samples == off.samples
+    assert extra.samples == [a - b for a, b in zip(on.samples, off.samples)]
+    assert "history 500" in by_key["sanitizer.add.extra_long"].name
+    sanitizer.disable()
+    suites_sanitizer.run_sanitizer(Context(quick=True, reps=1, min_time=0.002))
+    assert not sanitizer.is_enabled()  # off before, off after
+
+
+def test_the_sanitized_pass_fails_a_test_that_swallows_a_report(tmp_path: Any) -> None:
+    import os
+    import sys
+
+    from _support import ROOT, run_process
+
+    (tmp_path / "test_project.py").write_text(
+        "import mtia_async.sync as mtia\n"
+        "from mtia_async import MTIAError, sanitizer\n"
+        "def test_swallowed():\n"
+        "    x = mtia.zeros(16)\n"
+        "    try:\n"
+        "        with mtia.stream(mtia.Stream()):\n"
+        "            x + 1  # a race the test hides\n"
+        "    except MTIAError:\n"
+        "        pass\n"
+        "    mtia.synchronize()\n"
+        "def test_on_purpose():\n"
+        "    sanitizer.enable()\n"
+        "    x = mtia.zeros(16)\n"
+        "    try:\n"
+        "        with mtia.stream(mtia.Stream()):\n"
+        "            x + 1\n"
+        "    except MTIAError:\n"
+        "        pass\n"
+        "    mtia.synchronize()\n"
+        "def test_ordered():\n"
+        "    x = mtia.zeros(16)\n"
+        "    s = mtia.Stream()\n"
+        "    s.wait_stream(mtia.current_stream())\n"
+        "    with mtia.stream(s):\n"
+        "        x + 1\n"
+        "    mtia.synchronize()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MTIA_ASYNC_")}
+    env["PYTHONPATH"] = os.path.join(ROOT, "tests") + os.pathsep + ROOT
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider", "-p",
+            "_support.sanitized_run", str(tmp_path / "test_project.py")]  # fmt: skip
+    result = run_process(args, timeout=120, env={**env, "MTIA_ASYNC_SANITIZE": "1"}, cwd=str(tmp_path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "ERROR test_project.py::test_swallowed - Failed: the stream sanitizer reported" in result.stdout
+    assert "x + 1  # a race the test hides" in result.stdout  # the report, with its stack
+    assert "3 passed, 1 error" in result.stdout  # test_swallowed passed, then errors at its teardown
+    result = run_process(args, timeout=120, env=env, cwd=str(tmp_path))  # without the variable: refused
+    assert result.returncode != 0 and "needs MTIA_ASYNC_SANITIZE=1" in result.stderr
