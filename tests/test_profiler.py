@@ -794,8 +794,8 @@ def test_the_bench_suite_measures_on_off_and_a_bounded_ring() -> None:
     from mtia_async.bench.suites_profiler import run_profiler
 
     rows = {r.key: r for r in run_profiler(Context(quick=True, reps=2))}
-    assert sorted(rows) == ["profiler.bounded", "profiler.extra", "profiler.extra_da", "profiler.off",
-                            "profiler.on", "profiler.record_bytes"]  # fmt: skip
+    assert sorted(rows) == ["profiler.bounded", "profiler.extra", "profiler.extra_cpu", "profiler.extra_da",
+                            "profiler.off", "profiler.on", "profiler.record_bytes"]  # fmt: skip
     assert rows["profiler.off"].baseline is not None and rows["profiler.off"].baseline.name == "never profiled"
     assert len(rows["profiler.extra"].samples) == 2 and rows["profiler.extra"].goal is not None
     assert 100 < rows["profiler.record_bytes"].samples[0] < 1000  # bytes per kept record (~240)

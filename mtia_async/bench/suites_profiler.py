@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import time
 import tracemalloc
+from collections.abc import Callable
 from typing import Any
 
 from ._goals import Goal
@@ -25,6 +26,7 @@ from .suites_core import noop
 __all__ = ["run_profiler"]
 
 _ns = time.perf_counter_ns
+_cpu = time.process_time_ns
 _EXTRA = Goal("<= 1 us more per kernel", "value", "<=", 1.0, None, 14)
 _BOUNDED = Goal("bounded: 10x the ring's kernels hold <= 1.1x its memory", "ratio", "<=", 1.1, None, 14)
 _RING = 2_000  # the ring of the bounded-memory rows
@@ -56,11 +58,11 @@ def run_profiler(ctx: Context) -> list[Row]:
     x, y = mtia.ones(16), mtia.empty(16)
     exp = np.exp
 
-    def loop(n: int, da: bool) -> float:
+    def loop(n: int, da: bool, clock: Callable[[], int] = _ns) -> float:
         # chunks of _CHUNK launches, each then synchronized: every variant queues as deep,
         # whatever batch its calibration chose (the per-kernel cost depends on the depth)
         launch = s.launch
-        t0 = _ns()
+        t0 = clock()
         left = n
         while left > 0:
             k = min(left, _CHUNK)
@@ -72,17 +74,17 @@ def run_profiler(ctx: Context) -> list[Row]:
                     launch(noop)
             s.synchronize()
             left -= k
-        return _ns() - t0
+        return clock() - t0
 
-    def off(da: bool) -> Any:
-        return lambda n: loop(n, da)
+    def off(da: bool, clock: Callable[[], int] = _ns) -> Any:
+        return lambda n: loop(n, da, clock)
 
-    def on(da: bool) -> Any:
+    def on(da: bool, clock: Callable[[], int] = _ns) -> Any:
         def timed(n: int) -> float:
             p = profile(max_events=n + 16)
             p.start()
             try:
-                return loop(n, da)
+                return loop(n, da, clock)
             finally:
                 p.stop()
 
@@ -97,6 +99,8 @@ def run_profiler(ctx: Context) -> list[Row]:
                          max_n=300_000)  # fmt: skip
     extra = [a - b for a, b in zip(samples["on"], samples["off"])]
     extra_da = [a - b for a, b in zip(samples["da_on"], samples["da_off"])]
+    cpu = ctx.per_op("profiler-cpu", {"off": off(False, _cpu), "on": on(False, _cpu)}, max_n=300_000)
+    extra_cpu = [a - b for a, b in zip(cpu["on"], cpu["off"])]
     n_bytes = ctx.n(20_000, 5_000)
     per_record = [_held_bytes(s, profile, n_bytes + 16, n_bytes) / n_bytes]
     ring_full: list[float] = []
@@ -121,6 +125,10 @@ def run_profiler(ctx: Context) -> list[Row]:
         Row("profiler.extra", suite, "extra per no-op kernel, profiling", "us", samples=extra, goal=_EXTRA,
             note="paired per repetition: on - off; the instruments' launch record, the profiler's record "
             "and the worker-side timing of each kernel"),
+        Row("profiler.extra_cpu", suite, "extra CPU per no-op kernel, profiling", "us", samples=extra_cpu,
+            note="the same pair timed by time.process_time_ns() (CPU time of every thread of the process: "
+            "the launching thread and the workers), which other processes on a busy machine do not inflate "
+            "as they do the wall clock"),
         Row("profiler.extra_da", suite, "extra per launch(np.exp, X, out=Y)", "us", samples=extra_da,
             note="the same with two 16-float32 DeviceArray arguments (a launch runner binds them)"),
         Row("profiler.record_bytes", suite, "memory kept per kernel record", "B", samples=per_record,
