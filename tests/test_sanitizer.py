@@ -82,13 +82,20 @@ def test_write_after_read_and_write_after_write() -> None:
     mtia.synchronize()
     with held(s):
         s.launch(double, x, y, reads=[x], writes=[y])  # s reads x, writes y
-        err = race("write-after-read", lambda: t.launch(fill_one, x))
+        err = race("write-after-read", lambda: t.launch(fill_one, x))  # t overwrites what s reads
         assert err.previous_access == "read" and err.access == "write"
-        assert err.previous_kernel.endswith("double")
-        err = race("write-after-write", lambda: t.launch(fill_one, y))
-        assert "s.launch(double, x, y, reads=[x], writes=[y])  # s reads x, writes y" in source_lines(
-            err.previous_stack
-        )
+        assert err.previous_kernel.endswith("double") and err.kernel.endswith("fill_one")
+        earlier = "s.launch(double, x, y, reads=[x], writes=[y])  # s reads x, writes y"
+        assert earlier in source_lines(err.previous_stack)
+        assert 'err = race("write-after-read", lambda: t.launch(fill_one, x))  # t overwrites what s reads' in (
+            source_lines(err.stack))
+        assert "write-after-read on DeviceArray(shape=(64,)" in str(err) and "may still be reading it" in str(err)
+        err = race("write-after-write", lambda: t.launch(fill_one, y))  # t writes what s writes
+        assert err.previous_access == "write" and err.access == "write"
+        assert earlier in source_lines(err.previous_stack)
+        assert 'err = race("write-after-write", lambda: t.launch(fill_one, y))  # t writes what s writes' in (
+            source_lines(err.stack))
+        assert "may still be writing it" in str(err)
     mtia.synchronize()
 
 

@@ -215,6 +215,53 @@ async def test_a_cancelled_wait_orders_nothing() -> None:
     await amtia.synchronize()
 
 
+async def _ordered_async(order: str) -> None:
+    """The default stream writes x; t reads it after ``order`` (the async facade, asyncio or trio)."""
+    d, t = amtia.current_stream(), amtia.Stream()
+    x = amtia.zeros(64)
+    if order == "wait_event":
+        t.wait_event(d.record_event())
+    elif order == "event_wait":
+        e = amtia.Event()
+        e.record(d)
+        e.wait(t)
+    elif order == "wait_stream":
+        t.wait_stream(d)
+    elif order == "stream_synchronize":
+        await d.synchronize()
+    elif order == "await_event":
+        await d.record_event()
+    elif order == "device_synchronize":
+        await amtia.synchronize()
+    elif order == "to_host":
+        await x.to_host()
+    with amtia.stream(t):
+        y = x + 1.0
+    d.wait_stream(t)
+    x[...] = 2.0  # after t's read
+    assert (await y.to_host()).tolist() == [1.0] * 64
+    assert (await x.to_host()).tolist() == [2.0] * 64
+
+
+_ASYNC_ORDERS = ["wait_event", "event_wait", "wait_stream", "stream_synchronize", "await_event",
+                 "device_synchronize", "to_host"]  # fmt: skip
+
+
+@pytest.mark.parametrize("order", _ASYNC_ORDERS)
+async def test_async_facade_correct_patterns_report_nothing(order: str) -> None:
+    await _ordered_async(order)
+
+
+def test_trio_correct_patterns_report_nothing() -> None:
+    import trio
+
+    async def main() -> None:
+        for order in _ASYNC_ORDERS:
+            await _ordered_async(order)
+
+    trio.run(main)
+
+
 def test_trio() -> None:
     import trio
 
