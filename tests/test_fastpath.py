@@ -176,13 +176,14 @@ def test_a_queued_kernel_keeps_only_its_argument_tuple_alive() -> None:
     s.launch(np.exp, x, out=y)  # the runner of this call shape exists now
     gc.collect()
     before = len(gc.get_objects())
-    for _ in range(1000):
+    n = 10_000  # many: other threads' objects (tens, in a busy suite) stay a small share
+    for _ in range(n):
         s.launch(np.exp, x, out=y)
     gc.collect()
     added = len(gc.get_objects()) - before
     gate.set()
     s.synchronize()
-    assert 900 <= added <= 1050, added  # one tuple per launch (a partial and a wrapper made it 3)
+    assert 0.95 * n <= added <= 1.1 * n, added  # one tuple per launch (a partial and a wrapper made it 3)
 
 
 def test_launch_failures_name_the_users_kernel_not_the_runner() -> None:
