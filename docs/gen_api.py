@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 import mtia_async  # noqa: E402
 import mtia_async.memory  # noqa: E402
 import mtia_async.profiler  # noqa: E402
+import mtia_async.sanitizer  # noqa: E402
 import mtia_async.sync  # noqa: E402
 
 WAITING = {"Event", "Stream", "current_stream", "default_stream", "synchronize", "graph"}
@@ -126,6 +127,11 @@ def render() -> str:
         obj = getattr(mtia_async.profiler, name)
         if callable(obj):  # not DEFAULT_MAX_EVENTS
             out += _entry("mtia_async.profiler.", name, obj)
+    out += ["## `mtia_async.sanitizer`", "", _summary(mtia_async.sanitizer), ""]
+    for name in mtia_async.sanitizer.__all__:
+        obj = getattr(mtia_async.sanitizer, name)
+        if inspect.isfunction(obj):  # the exception and the warning are listed with the facades' names
+            out += _entry("mtia_async.sanitizer.", name, obj)
     return "\n".join(out).rstrip() + "\n"
 
 
