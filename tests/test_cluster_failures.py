@@ -237,7 +237,8 @@ def test_bench_cluster_runs_the_cluster_suite_on_the_named_cluster(dask_cluster:
     assert result.returncode == 0, result.stderr  # a missed goal is reported, not an exit status
     rows = json.loads(out.read_text())["rows"]
     assert [r["key"] for r in rows] == [
-        "cluster.launch", "cluster.launch_arrays", "cluster.await", "cluster.to_host", "cluster.two_devices"
+        "cluster.launch", "cluster.launch_arrays", "cluster.await", "cluster.to_host", "cluster.two_devices",
+        "cluster.two_workers_bare",
     ]
     assert all(r["error"] is None and r["samples"] for r in rows), rows
     assert all(r["baseline"] for r in rows if r["key"] != "cluster.launch_arrays"), rows  # measured in the same run

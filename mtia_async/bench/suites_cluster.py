@@ -16,7 +16,9 @@ Rows (goal 15 of the performance goals):
   fastest way to bring those bytes back; its default from a client goes through the
   scheduler);
 * ``cluster.two_devices``: ``np.exp`` on 1M float32, 200 kernels per device, on 2 devices
-  (2 workers) at once against 1.
+  (2 workers) at once against 1; ``cluster.two_workers_bare``: the same calls run straight
+  on the same workers as Dask tasks, 2 at once against 1 (no goal: what the machine
+  allows in this run, the ceiling of ``two_devices``).
 """
 
 from __future__ import annotations
@@ -41,7 +43,17 @@ def noop() -> None:
 
 
 def touch(v: object) -> None:
-    """A no-op kernel given a DeviceArray: its launch is pickled (a no-op's has no arguments to pickle)."""
+    """A no-op kernel given a DeviceArray (its launch carries the array's handle)."""
+
+
+def exp_loop(count: int) -> None:
+    """``np.exp`` on 1M float32, ``count`` times, straight on a worker (a Dask task): the machine's ceiling."""
+    import numpy as np
+
+    x = np.ones(1 << 20, np.float32)
+    y = np.empty_like(x)
+    for _ in range(count):
+        np.exp(x, out=y)
 
 
 @contextmanager
@@ -176,7 +188,18 @@ def run_cluster(ctx: Context) -> list[Row]:
                 streams[i].synchronize()
             return count * kernels / (_ns() - t0) * 1e9
 
-        compute = ctx.measure("cluster two devices", {"two": lambda: rate(2), "one": lambda: rate(1)})
+        workers = sorted(client.scheduler_info()["workers"])[:2]  # device d is held by the d-th (sorted) worker
+
+        def bare_rate(count: int) -> float:
+            t0 = _ns()
+            futures = [client.submit(exp_loop, kernels, workers=[workers[i]], allow_other_workers=False, pure=False)
+                       for i in range(count)]  # fmt: skip
+            client.gather(futures)
+            return count * kernels / (_ns() - t0) * 1e9
+
+        compute = ctx.measure("cluster two devices", {
+            "two": lambda: rate(2), "one": lambda: rate(1), "bare2": lambda: bare_rate(2), "bare1": lambda: bare_rate(1),
+        })  # fmt: skip
 
     return [
         Row("cluster.launch", suite, f"{n:,} no-op launches + synchronize", "us", samples=launch_samples, batch=n,
@@ -193,4 +216,7 @@ def run_cluster(ctx: Context) -> list[Row]:
         Row("cluster.two_devices", suite, "np.exp 1M float32: 2 devices vs 1", "kernels/s", "higher",
             samples=compute["two"], baseline=Baseline("1 device", compute["one"]), batch=kernels,
             note="2 Dask workers, one device each, driven from one caller"),
+        Row("cluster.two_workers_bare", suite, "the same np.exp as Dask tasks: 2 vs 1", "kernels/s", "higher",
+            samples=compute["bare2"], baseline=Baseline("1 worker", compute["bare1"]), batch=kernels,
+            note="the machine's ceiling for two_devices: the same calls run straight on the same workers"),
     ]
