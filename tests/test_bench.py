@@ -614,3 +614,22 @@ def test_isolated_suite_failure_is_reported_not_raised() -> None:
     rows, error = _run_in_subprocess("nosuchsuite", Context(quick=True, reps=1))
     assert rows == []
     assert error is not None and "exit status 2" in error and "unknown suite(s) nosuchsuite" in error
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_the_suites_no_other_test_runs_work_at_quick_scale(tmp_path: Path) -> None:
+    """dispatch, responsiveness and graphs: the main job's summary leaves them out (test_cli runs it),
+    and no other test runs them; every other suite has a test that runs it (service, profiler,
+    sanitizer, cluster in their own test files)."""
+    path = tmp_path / "run.json"
+    suites = ["dispatch", "responsiveness", "graphs"]
+    result = run_module(["bench", *suites, "--quick", "--reps", "1", "--no-progress", "--plain", "--json", str(path)],
+                        timeout=200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    doc = json.loads(path.read_text())
+    assert doc["suites"] == suites
+    rows = doc["rows"]
+    assert {row["suite"] for row in rows} == set(suites)
+    assert [row["key"] for row in rows if row["error"]] == []
+    assert all(row["median"] > 0 for row in rows if not row["skipped"])
