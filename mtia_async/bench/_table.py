@@ -278,7 +278,7 @@ def summary(rows: Sequence[Row]) -> str:
 
 def _legend(rows: Sequence[Row], stretch: bool) -> str:
     units = {"us": "microseconds", "ms": "milliseconds", "M/s": "million per second",
-             "k/s": "thousand per second"}
+             "k/s": "thousand per second", "1/s": "per second"}
     present = [f"{u} = {units[u]}" for u in units if any(r.unit == u for r in rows)]
     parts = ["; ".join(present)] if present else []
     parts.append(f"IQR %: interquartile range / median, ! above {UNSTABLE_IQR:.0%} (unstable: rerun, more --reps)")

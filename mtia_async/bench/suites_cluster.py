@@ -213,10 +213,10 @@ def run_cluster(ctx: Context) -> list[Row]:
             note="one round trip to the worker; the baseline is a Dask task through the scheduler"),
         Row("cluster.to_host", suite, "numpy() of 8 MiB", "ms", samples=copies["to_host"],
             baseline=Baseline("Client.gather(direct=True) of 8 MiB", copies["gather"])),
-        Row("cluster.two_devices", suite, "np.exp 1M float32: 2 devices vs 1", "kernels/s", "higher",
+        Row("cluster.two_devices", suite, "np.exp 1M float32: 2 devices vs 1", "1/s", "higher",
             samples=compute["two"], baseline=Baseline("1 device", compute["one"]), batch=kernels,
             note="2 Dask workers, one device each, driven from one caller"),
-        Row("cluster.two_workers_bare", suite, "the same np.exp as Dask tasks: 2 vs 1", "kernels/s", "higher",
+        Row("cluster.two_workers_bare", suite, "the same np.exp as Dask tasks: 2 vs 1", "1/s", "higher",
             samples=compute["bare2"], baseline=Baseline("1 worker", compute["bare1"]), batch=kernels,
             note="the machine's ceiling for two_devices: the same calls run straight on the same workers"),
     ]
