@@ -46,6 +46,21 @@ def _worker_pid(cluster: Any, address: str) -> int:
     return pids[address]
 
 
+def _synchronize_in_thread(stream: Any) -> tuple[threading.Thread, list[BaseException]]:
+    """``stream.synchronize()`` in a started thread; the list gets what it raised."""
+    outcome: list[BaseException] = []
+
+    def waiter() -> None:
+        try:
+            stream.synchronize()
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    return thread, outcome
+
+
 def test_a_killed_worker_fails_its_device_and_the_other_keeps_working(doomed_cluster: Any) -> None:
     with fresh_runtime(cluster=doomed_cluster, workers=2, device_memory="256MiB", cluster_timeout=60):
         mtia.init()
@@ -55,16 +70,7 @@ def test_a_killed_worker_fails_its_device_and_the_other_keeps_working(doomed_clu
         s0.launch(time.sleep, 30)  # still running when its worker dies
         event = s0.record_event()
         s1.wait_event(event)  # a stream of the other worker waits on the dying one
-        outcome: list[BaseException] = []
-
-        def waiter() -> None:
-            try:
-                s0.synchronize()
-            except BaseException as exc:
-                outcome.append(exc)
-
-        thread = threading.Thread(target=waiter)
-        thread.start()
+        thread, outcome = _synchronize_in_thread(s0)
         time.sleep(0.3)
         os.kill(_worker_pid(doomed_cluster, doomed.link.address), signal.SIGKILL)
         thread.join(20)
@@ -128,16 +134,7 @@ def test_a_worker_closed_on_purpose_fails_its_device_as_a_close_logged_at_info(
         x = mtia.ones(10, device=0)
         s0.wait_stream(mtia.current_stream(0))
         s0.launch(time.sleep, 30)  # still running when its worker closes
-        outcome: list[BaseException] = []
-
-        def waiter() -> None:
-            try:
-                s0.synchronize()
-            except BaseException as exc:
-                outcome.append(exc)
-
-        thread = threading.Thread(target=waiter)
-        thread.start()
+        thread, outcome = _synchronize_in_thread(s0)
         with Client(doomed_cluster, set_as_default=False, timeout=30) as client:
             client.retire_workers([address], close_workers=True, remove=True)  # the worker closes itself
         thread.join(30)

@@ -75,6 +75,16 @@ def _cluster() -> Iterator[Any]:
         cluster.close(timeout=30)
 
 
+def _launches(stream: Any, n: int, kernel: Any, *args: Any) -> float:
+    """``n`` launches of ``kernel(*args)`` on ``stream``, then its ``synchronize()``: microseconds per kernel."""
+    launch = stream.launch
+    t0 = _ns()
+    for _ in range(n):
+        launch(kernel, *args)
+    stream.synchronize()
+    return (_ns() - t0) / n / 1e3
+
+
 def run_cluster(ctx: Context) -> list[Row]:
     """The four figures of goal 15 on a cluster of 2 workers (see the module docstring)."""
     from distributed import Client
@@ -87,16 +97,8 @@ def run_cluster(ctx: Context) -> list[Row]:
     n = ctx.n(10_000, 2_000)
     with fresh_runtime(cluster=None, device_count=1, workers=1):  # the same launches on a local device: baseline
         local_stream = mtia.Stream(0)
-
-        def local_launches() -> float:
-            launch = local_stream.launch
-            t0 = _ns()
-            for _ in range(n):
-                launch(noop)
-            local_stream.synchronize()
-            return (_ns() - t0) / n / 1e3
-
-        local_samples = ctx.measure("cluster launch (local baseline)", {"local": local_launches})["local"]
+        local_samples = ctx.measure("cluster launch (local baseline)",
+                                    {"local": lambda: _launches(local_stream, n, noop)})["local"]
 
     with _cluster() as cluster, fresh_runtime(cluster=cluster, workers=1, device_memory="2GiB"), \
             Client(cluster, set_as_default=False, timeout=30) as client:  # fmt: skip
@@ -104,26 +106,10 @@ def run_cluster(ctx: Context) -> list[Row]:
             raise RuntimeError(f"the cluster suite needs 2 workers; the cluster has {mtia.device_count()}")
         s = mtia.Stream(0)
 
-        def launches() -> float:
-            launch = s.launch
-            t0 = _ns()
-            for _ in range(n):
-                launch(noop)
-            s.synchronize()
-            return (_ns() - t0) / n / 1e3
-
         x = mtia.empty(16, device=0)
         mtia.synchronize(0)
-
-        def array_launches() -> float:
-            launch = s.launch
-            t0 = _ns()
-            for _ in range(n):
-                launch(touch, x)
-            s.synchronize()
-            return (_ns() - t0) / n / 1e3
-
-        launch_groups = ctx.measure("cluster launch", {"remote": launches, "arrays": array_launches})
+        launch_groups = ctx.measure("cluster launch", {"remote": lambda: _launches(s, n, noop),
+                                                       "arrays": lambda: _launches(s, n, touch, x)})
         launch_samples = launch_groups["remote"]
 
         k = ctx.n(50, 10)
