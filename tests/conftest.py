@@ -47,3 +47,15 @@ def dask_cluster() -> Iterator[Any]:
         yield cluster
     finally:
         cluster.close(timeout=30)
+
+
+@pytest.fixture
+def sanitizer_enabled() -> Iterator[None]:
+    """The stream sanitizer on (mode raise) for the test (test_sanitizer*.py use it for every test)."""
+    from mtia_async import sanitizer
+
+    sanitizer.enable()
+    try:
+        yield
+    finally:
+        sanitizer.disable()

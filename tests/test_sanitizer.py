@@ -13,28 +13,17 @@ import linecache
 import pickle
 import threading
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
-from _support import held, race, source_lines
+from _support import fill_one, held, race, source_lines
 
 import mtia_async.sync as mtia
 from mtia_async import SanitizerWarning, UnsynchronizedAccessError, sanitizer
 
 
-@pytest.fixture(autouse=True)
-def sanitized() -> Iterator[None]:
-    sanitizer.enable()
-    try:
-        yield
-    finally:
-        sanitizer.disable()
-
-
-def fill_one(a: Any) -> None:
-    a.fill(1.0)
+pytestmark = pytest.mark.usefixtures("sanitizer_enabled")  # tests/conftest.py
 
 
 def double(a: Any, out: Any) -> None:

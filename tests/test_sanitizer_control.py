@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
-from _support import held, join_all, race, run_python
+from _support import fill_one, held, join_all, race, run_python
 
 import mtia_async as amtia
 import mtia_async.sync as mtia
@@ -23,17 +22,7 @@ from mtia_async import SanitizerWarning, sanitizer
 from mtia_async._core.instrument import instruments
 
 
-@pytest.fixture(autouse=True)
-def sanitized() -> Iterator[None]:
-    sanitizer.enable()
-    try:
-        yield
-    finally:
-        sanitizer.disable()
-
-
-def fill_one(a: Any) -> None:
-    a.fill(1.0)
+pytestmark = pytest.mark.usefixtures("sanitizer_enabled")  # tests/conftest.py
 
 
 _RACE = """

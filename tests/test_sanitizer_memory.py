@@ -11,29 +11,17 @@ be even while the kernel runs.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
-from _support import race, source_lines
+from _support import fill_one, race, source_lines
 
 import mtia_async.sync as mtia
-from mtia_async import sanitizer
 from mtia_async._sanitizer import active
 
 
-@pytest.fixture(autouse=True)
-def sanitized() -> Iterator[None]:
-    sanitizer.enable()
-    try:
-        yield
-    finally:
-        sanitizer.disable()
-
-
-def fill_one(a: Any) -> None:
-    a.fill(1.0)
+pytestmark = pytest.mark.usefixtures("sanitizer_enabled")  # tests/conftest.py
 
 
 def _used_on(stream: Any, x: Any, record: bool = False) -> None:

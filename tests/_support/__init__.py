@@ -30,7 +30,7 @@ from .leakcheck import LEAK_KEYS, device_usage, no_leaks, settle
 from .memory import GiB, KiB, MiB, assert_reset, block_at, block_state, state_at
 from .process import ROOT, SPEC_DIR, run_module, run_process, run_python
 from .rng import seeded
-from .sanitizing import held, race, sanitizer_off, source_lines
+from .sanitizing import fill_one, held, race, sanitizer_off, source_lines
 from .threads import join_all, wait_until
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "boom",
     "checked",
     "device_usage",
+    "fill_one",
     "held",
     "join_all",
     "local_cluster",

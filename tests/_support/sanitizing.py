@@ -19,7 +19,7 @@ import pytest
 from mtia_async import UnsynchronizedAccessError
 from mtia_async._sanitizer import suspended
 
-__all__ = ["held", "race", "sanitizer_off", "source_lines"]
+__all__ = ["fill_one", "held", "race", "sanitizer_off", "source_lines"]
 
 
 @contextmanager
@@ -51,3 +51,8 @@ def sanitizer_off() -> Iterator[None]:
     """Keep the stream sanitizer off inside the block, whatever ``MTIA_ASYNC_SANITIZE`` says."""
     with suspended():
         yield
+
+
+def fill_one(a: Any) -> None:
+    """A kernel that writes every element of ``a`` (a race's other side in the sanitizer tests)."""
+    a.fill(1.0)
