@@ -26,7 +26,6 @@ import numpy as np
 from .._core.device import DeviceImpl
 from .._core.mark import Mark
 from .._core.stream import StreamImpl
-from .._exceptions import DeviceFailedError
 from .._log import emit
 from .._memory import CachingAllocator
 from .backing import PhantomBacking
@@ -141,16 +140,12 @@ class RemoteDevice(DeviceImpl):
 
     def fail_remote(self, why: str, cause: BaseException | None = None, level: str = "critical") -> None:
         """The worker is gone: every pending and later wait on this device raises ``DeviceFailedError``."""
-        reason = DeviceFailedError(
-            f"device mtia:{self.index} failed: {why}; the other devices keep working. Re-create the runtime "
-            "(mtia_async.testing.fresh_runtime, or restart the process) to use the cluster's current workers"
-        )
-        reason.__cause__ = cause
-        with self.lock:
-            if self.crash is not None:
-                return
-            self.crash = reason
-        self._stop(reason)
+        if not self.crash_once(
+            f"{why}; the other devices keep working. Re-create the runtime (mtia_async.testing.fresh_runtime, "
+            "or restart the process) to use the cluster's current workers",
+            cause,
+        ):
+            return
         for s in list(self.streams.values()):
             if not s.token:
                 s.token.append(True)  # the link held it: nothing is out any more

@@ -272,17 +272,25 @@ class DeviceImpl:
 
     def fail_device(self, exc: BaseException) -> None:
         """A worker died: fail every pending wait on this device and refuse new work."""
-        reason = DeviceFailedError(
-            f"device mtia:{self.index} failed: a worker thread died ({type(exc).__name__}: {safe_str(exc)}); "
-            "re-create the runtime (mtia_async.testing.fresh_runtime) or restart the process"
-        )
-        reason.__cause__ = exc
+        why = f"a worker thread died ({type(exc).__name__}: {safe_str(exc)})"
+        if self.crash_once(f"{why}; re-create the runtime (mtia_async.testing.fresh_runtime) or restart the process",
+                           exc):
+            emit("critical", "device_failed", device=self.index, error=f"{type(exc).__name__}: {safe_str(exc)}")
+
+    def crash_once(self, why: str, cause: BaseException | None) -> bool:
+        """Fail the device with ``DeviceFailedError("device mtia:N failed: <why>")`` chained from ``cause``.
+
+        Every pending and later wait raises it and new work is refused. Only the first
+        failure counts: False when the device had failed already (nothing is done).
+        """
+        reason = DeviceFailedError(f"device mtia:{self.index} failed: {why}")
+        reason.__cause__ = cause
         with self.lock:
             if self.crash is not None:
-                return
+                return False
             self.crash = reason
         self._stop(reason)  # first: whatever happens next, no waiter is left hanging
-        emit("critical", "device_failed", device=self.index, error=f"{type(exc).__name__}: {safe_str(exc)}")
+        return True
 
     def _stop(self, reason: BaseException) -> None:
         with self.lock:
