@@ -270,13 +270,8 @@ def bench_command(
         problems.append(f"--trace {trace}: its folder {os.path.dirname(os.path.abspath(trace))} does not exist")
     old = None
     if compare_path is not None:
-        try:
-            old = load_json(compare_path)
-        except ValueError as exc:
-            problems.append(f"cannot compare: {exc}")
-    if problems:
-        for p in problems:
-            _err(f"error: {p}")
+        old = next(iter(_load_documents((compare_path,), "compare", problems)), None)
+    if _usage_errors(problems):
         return EXIT_USAGE
     ctx = Context(quick=quick, reps=reps or (5 if quick else 9), warmup=1, min_time=min_time)
     if child:
@@ -363,20 +358,31 @@ def _subtitle(document: dict[str, Any]) -> str:
             f"numpy {machine.get('numpy', '?')}, torch {(machine.get('libraries') or {}).get('torch') or 'absent'}")
 
 
+def _load_documents(paths: Sequence[str], verb: str, problems: list[str]) -> list[dict[str, Any]]:
+    """The saved runs at ``paths``; each that cannot be read adds "cannot <verb>: <why>" to ``problems``."""
+    docs = []
+    for path in paths:
+        try:
+            docs.append(load_json(path))
+        except ValueError as exc:
+            problems.append(f"cannot {verb}: {exc}")
+    return docs
+
+
+def _usage_errors(problems: list[str]) -> bool:
+    """Print ``problems`` as usage errors; True if there were any."""
+    for p in problems:
+        _err(f"error: {p}")
+    return bool(problems)
+
+
 def compare_command(old_path: str, new_path: str, *, fail_on_regression: float | None = None,
                     threshold: float = 5.0, plain: bool = False) -> int:
     """``bench compare OLD.json NEW.json``: compare two saved runs (exit 3 on a regression)."""
     problems = [p for p in (_check_pct("--fail-on-regression", fail_on_regression, True),
                             _check_pct("--threshold", threshold, False)) if p]
-    docs = []
-    for path in (old_path, new_path):
-        try:
-            docs.append(load_json(path))
-        except ValueError as exc:
-            problems.append(f"cannot compare: {exc}")
-    if problems:
-        for p in problems:
-            _err(f"error: {p}")
+    docs = _load_documents((old_path, new_path), "compare", problems)
+    if _usage_errors(problems):
         return EXIT_USAGE
     return _report_compare(docs[0], docs[1], f"{new_path} compared with {old_path}", fail_on_regression,
                            threshold, plain)
@@ -385,17 +391,9 @@ def compare_command(old_path: str, new_path: str, *, fail_on_regression: float |
 def plot_command(results_path: str, out_path: str, *, compare_path: str | None = None) -> int:
     """``bench plot RESULTS.json [--compare OLD.json] -o OUT.png|svg``: draw a saved run."""
     problems = [p for p in (check_plot_path(out_path),) if p]
-    docs: list[dict[str, Any]] = []
-    for path in (results_path, compare_path):
-        if path is None:
-            continue
-        try:
-            docs.append(load_json(path))
-        except ValueError as exc:
-            problems.append(f"cannot plot: {exc}")
-    if problems:
-        for p in problems:
-            _err(f"error: {p}")
+    paths = (results_path,) if compare_path is None else (results_path, compare_path)
+    docs = _load_documents(paths, "plot", problems)
+    if _usage_errors(problems):
         return EXIT_USAGE
     old_rows = rows_from_document(docs[1]) if len(docs) > 1 else []
     try:
