@@ -59,3 +59,13 @@ def sanitizer_enabled() -> Iterator[None]:
         yield
     finally:
         sanitizer.disable()
+
+
+@pytest.fixture
+def remote(dask_cluster: Any) -> Iterator[Any]:
+    """A fresh runtime whose devices are the session cluster's (one per worker); yields the cluster."""
+    import mtia_async.sync as mtia
+
+    with fresh_runtime(cluster=dask_cluster, workers=2, device_memory="1GiB", cluster_timeout=60):
+        mtia.init()
+        yield dask_cluster

@@ -13,7 +13,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -24,7 +23,7 @@ import mtia_async.sync as mtia
 from mtia_async._core.runtime import state
 from mtia_async.testing import check_invariants, fresh_runtime
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("remote")]  # remote: tests/conftest.py
 
 
 def sessions(cluster: Any) -> dict[str, dict[str, int]]:
@@ -58,12 +57,6 @@ def wait_for_no_sessions(cluster: Any, timeout: float = 20.0) -> dict[str, dict[
         time.sleep(0.2)
 
 
-@pytest.fixture(autouse=True)
-def remote(dask_cluster: Any) -> Iterator[Any]:
-    """A fresh runtime whose devices are the cluster's (one per worker)."""
-    with fresh_runtime(cluster=dask_cluster, workers=2, device_memory="1GiB", cluster_timeout=60):
-        mtia.init()
-        yield dask_cluster
 
 
 def links() -> list[Any]:

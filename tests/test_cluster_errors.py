@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -21,15 +20,9 @@ import pytest
 import mtia_async.sync as mtia
 from mtia_async.testing import fresh_runtime
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("remote")]  # remote: tests/conftest.py
 
 
-@pytest.fixture(autouse=True)
-def remote(dask_cluster: Any) -> Iterator[Any]:
-    """A fresh runtime whose devices are the cluster's (one per worker)."""
-    with fresh_runtime(cluster=dask_cluster, workers=2, device_memory="1GiB", cluster_timeout=60):
-        mtia.init()
-        yield dask_cluster
 
 
 def _step(v: np.ndarray, i: int) -> None:

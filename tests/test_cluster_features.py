@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +14,9 @@ import mtia_async.sync as mtia
 from mtia_async._core.runtime import state
 from mtia_async.testing import fresh_runtime
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("remote")]  # remote: tests/conftest.py
 
 
-@pytest.fixture(autouse=True)
-def remote(dask_cluster: Any) -> Iterator[Any]:
-    with fresh_runtime(cluster=dask_cluster, workers=2, device_memory="1GiB", cluster_timeout=60):
-        mtia.init()
-        yield dask_cluster
 
 
 def _graph_run(seed: int) -> list[np.ndarray]:
