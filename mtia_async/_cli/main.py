@@ -143,7 +143,10 @@ def _demo(trace: str | None) -> None:
     print(f"\ntrace written to {trace} (open it in https://ui.perfetto.dev; docs/profiling.md)")
 
 
-def _main_job(args: argparse.Namespace) -> int:
+def _main_job(args: argparse.Namespace, suites: Sequence[str] = MAIN_JOB_SUITES,
+              header: str = "quick benchmark summary (python -m mtia_async bench for the full run; "
+                            "docs/performance.md)") -> int:  # fmt: skip
+    """The demo, then (unless ``--no-bench``) a quick run of ``suites`` under ``header``."""
     from mtia_async.bench import bench_command
 
     t0 = time.perf_counter()
@@ -151,9 +154,9 @@ def _main_job(args: argparse.Namespace) -> int:
     status = 0
     if not args.no_bench:
         print()
-        print("quick benchmark summary (python -m mtia_async bench for the full run; docs/performance.md)")
+        print(header)
         sys.stdout.flush()
-        status = bench_command(MAIN_JOB_SUITES, quick=True, plain=args.plain)
+        status = bench_command(suites, quick=True, plain=args.plain)
     print(f"\ndone in {time.perf_counter() - t0:.1f} s")
     return status
 
@@ -189,16 +192,8 @@ def _use_cluster(parser: argparse.ArgumentParser, args: argparse.Namespace) -> i
     if args.command == "bench" and not args.suites and not args.list:
         args.suites = list(CLUSTER_SUITES)
     if args.command is None and not args.no_bench:
-        from mtia_async.bench import bench_command
-
-        t0 = time.perf_counter()
-        _demo(args.trace)
-        print()
-        print("quick benchmark summary on the cluster (python -m mtia_async bench --cluster ADDRESS)")
-        sys.stdout.flush()
-        status = bench_command(CLUSTER_SUITES, quick=True, plain=args.plain)
-        print(f"\ndone in {time.perf_counter() - t0:.1f} s")
-        return status
+        return _main_job(args, CLUSTER_SUITES,
+                         "quick benchmark summary on the cluster (python -m mtia_async bench --cluster ADDRESS)")
     return None
 
 
