@@ -403,7 +403,7 @@ class DeviceArray:
         return _dispatch.array_ufunc_entry(ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
-        return _reductions.array_function(func, args, kwargs)
+        return _array_function(func, args, kwargs)
 
     # reductions (kernels; the result is a DeviceArray, 0-d for a full reduction)
     def sum(self, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> DeviceArray:
@@ -487,3 +487,5 @@ class DeviceArray:
 from . import fastpath as _dispatch  # noqa: E402
 from . import reductions as _reductions  # noqa: E402
 from . import transfer  # noqa: E402
+from . import functions as _functions  # noqa: E402,F401  # registers the numpy functions
+from .functions.registry import array_function as _array_function  # noqa: E402

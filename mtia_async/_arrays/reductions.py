@@ -3,8 +3,8 @@
 ``a.sum()/prod()/max()/min()`` are ``ufunc.reduce`` with ndarray's defaults (through
 ``_dispatch.array_ufunc``); ``mean/std/var/any/all`` and ``argmax/argmin`` are kernels
 calling numpy's function with ``out=``, their output dtype resolved on a tiny dummy.
-``__array_function__`` implements the numpy functions listed in ``FUNCTIONS`` and raises
-``TypeError`` for the others (they would need the data on the host).
+The numpy functions that are these methods (``np.sum``, ``np.mean``, ...) are registered
+here for ``__array_function__`` (``functions.registry``).
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from .checks import check_dtype, two_devices
 from .caches import RESOLVED, cache_put, keywords_key
 from .dispatch import array_ufunc, enqueue
 from .fastpath import reduce_fast
+from .functions.registry import implements
 from .operands import where_operand
 from .shapes import check_out_shape, check_where, reduced
 
-__all__ = ["FUNCTIONS", "argreduce", "array_function", "reduce", "statistic"]
+__all__ = ["argreduce", "reduce", "statistic"]
 
 _NO_VALUE: Any = np._NoValue  # numpy's "argument not given"
 _METHOD_NAMES = {np.add: "sum", np.multiply: "prod", np.maximum: "max", np.minimum: "min"}
@@ -172,7 +173,7 @@ def _result_type(*args: Any) -> np.dtype[Any]:
     return np.result_type(*[np.empty(0, x._dtype) if type(x) is DeviceArray else x for x in args])
 
 
-FUNCTIONS: dict[Any, Callable[..., Any]] = {
+for _func, _impl in {
     np.sum: _method("sum"),
     np.prod: _method("prod"),
     np.max: _method("max"),
@@ -193,15 +194,5 @@ FUNCTIONS: dict[Any, Callable[..., Any]] = {
     np.ndim: lambda a: a.ndim,
     np.size: _size,
     np.result_type: _result_type,
-}
-
-
-def array_function(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """``DeviceArray.__array_function__``: the functions above, TypeError for the rest."""
-    impl = FUNCTIONS.get(func)
-    if impl is None:
-        raise TypeError(
-            f"numpy.{getattr(func, '__name__', func)}() is not supported on DeviceArray; use ufuncs and the "
-            "reduction methods (sum, mean, max, ...), or copy to the host with `await a.to_host()` / `a.numpy()`"
-        )
-    return impl(*args, **kwargs)
+}.items():
+    implements(_func)(_impl)

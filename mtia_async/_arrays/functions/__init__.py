@@ -1,0 +1,13 @@
+"""numpy's functions on DeviceArrays (``__array_function__``), a module per family (issue 18).
+
+===============  ===================================================================
+``registry``     the table numpy function -> implementation, the unsupported error
+``common``       devices, operands, outputs, ghosts (shape oracle), kernels, caching
+``creation``     ``empty_like`` ... ``full_like``; ``arange``, ``linspace``, ``eye``
+===============  ===================================================================
+
+Importing the package registers every family (``array`` imports it last).
+"""
+
+from . import creation as creation
+from . import registry as registry

@@ -1,0 +1,49 @@
+"""The numpy functions DeviceArray implements (``__array_function__``), one table.
+
+Each module of this package registers its functions with ``@implements(np.f, ...)``;
+``array_function`` looks the function up and calls the implementation with numpy's
+arguments unchanged. A function nobody registered raises ``TypeError`` naming it and
+pointing at the explicit host copy: nothing here ever copies to the host silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+__all__ = ["FUNCTIONS", "array_function", "implements", "unsupported"]
+
+FUNCTIONS: dict[Any, Callable[..., Any]] = {}
+"""numpy function -> implementation taking the same arguments."""
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def implements(*funcs: Any) -> Callable[[_F], _F]:
+    """Register the decorated function as the DeviceArray implementation of ``funcs``."""
+
+    def register(impl: _F) -> _F:
+        for f in funcs:
+            if f in FUNCTIONS:
+                raise RuntimeError(f"numpy.{f.__name__} is implemented twice")  # a programming error
+            FUNCTIONS[f] = impl
+        return impl
+
+    return register
+
+
+def unsupported(name: str, why: str = "") -> TypeError:
+    """The error for a numpy function (or a form of one) DeviceArray does not implement."""
+    reason = f" ({why})" if why else ""
+    return TypeError(
+        f"numpy.{name}() is not supported on DeviceArray{reason}; docs/arrays.md lists what is, or copy to the "
+        "host first with `await a.to_host()` (mtia_async) or `a.numpy()` (mtia_async.sync)"
+    )
+
+
+def array_function(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``DeviceArray.__array_function__``: the registered implementation, TypeError for the rest."""
+    impl = FUNCTIONS.get(func)
+    if impl is None:
+        raise unsupported(getattr(func, "__name__", repr(func)))
+    return impl(*args, **kwargs)
