@@ -173,7 +173,7 @@ def _result_type(*args: Any) -> np.dtype[Any]:
     return np.result_type(*[np.empty(0, x._dtype) if type(x) is DeviceArray else x for x in args])
 
 
-for _func, _impl in {
+_FUNCTIONS: dict[Any, Callable[..., Any]] = {
     np.sum: _method("sum"),
     np.prod: _method("prod"),
     np.max: _method("max"),
@@ -194,5 +194,6 @@ for _func, _impl in {
     np.ndim: lambda a: a.ndim,
     np.size: _size,
     np.result_type: _result_type,
-}.items():
+}
+for _func, _impl in _FUNCTIONS.items():
     implements(_func)(_impl)
