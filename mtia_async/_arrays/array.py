@@ -31,6 +31,7 @@ from .._core.instrument import instruments
 from .._core.stream import StreamHandle, foreign_runtime_error
 from .._memory import Block
 from .checks import check_extent, check_index, reshape_target
+from .methods import ArrayMethods
 
 if TYPE_CHECKING:
     from .._core.device import DeviceImpl
@@ -150,7 +151,7 @@ def _implicit(what: str) -> NoReturn:
     )
 
 
-class DeviceArray:
+class DeviceArray(ArrayMethods):
     """An n-dimensional array in the memory of one emulated device.
 
     Make one with :func:`asarray`, :func:`empty`, :func:`zeros`, :func:`ones` or
