@@ -465,12 +465,14 @@ def test_record_stream_keeps_the_block_until_the_side_stream_is_done() -> None:
     side = mtia_sync.Stream()
     x = mtia.empty(1000)
     ptr = x.data_ptr()
-    side.launch(time.sleep, 0.05)  # slow work on the side stream
+    gate = threading.Event()
+    side.launch(gate.wait, 30)  # work on the side stream that lasts until the test says so
     x[2:].record_stream(side)  # a view protects its whole base block
     del x
     gc.collect()
     y = mtia.empty(1000)  # same size, same (allocating) stream
     assert y.data_ptr() != ptr, "reused while the side stream was still running"
+    gate.set()
     side.synchronize()
     z = mtia.empty(1000)
     assert z.data_ptr() == ptr, "not reused after the side stream finished"
