@@ -138,36 +138,38 @@ def setitem(target: DeviceArray, value: Any) -> None:
 
 
 # --- device to host ---------------------------------------------------------------------------
-def _copy_to_host(a: DeviceArray) -> tuple[np.ndarray[Any, Any], Mark]:
-    """Enqueue a copy of ``a`` into a new host array on the current stream; the mark after it.
+def _copy_to_host(a: DeviceArray) -> tuple[list[np.ndarray[Any, Any]], Mark]:
+    """Enqueue a copy of ``a`` to the host on the current stream: ``([host array], mark after it)``.
 
-    A device whose memory is not in this process (a cluster device) brings the bytes
-    over itself (``DeviceImpl.copy_to_host``).
+    The host array is the box's item once the mark is done. A device whose memory is
+    not in this process (a cluster device) brings the bytes over itself
+    (``DeviceImpl.copy_to_host``) and may put the array it received in the box instead
+    of copying it into a preallocated one.
     """
     dev = a._dev
     s = stream_of(dev)
     remote = dev.copy_to_host
     if remote is not None:
-        result: tuple[np.ndarray[Any, Any], Mark] = remote(s, a)
+        result: tuple[list[np.ndarray[Any, Any]], Mark] = remote(s, a)
         return result
     host = np.empty(a._shape, a._dtype)
     s.launch(copy_kernel, (host, a), (a,), ())
-    return host, s.record_mark("a copy to the host (to_host()/numpy())")
+    return [host], s.record_mark("a copy to the host (to_host()/numpy())")
 
 
 async def to_host(a: DeviceArray) -> np.ndarray[Any, Any]:
     """``await a.to_host()``: a copy kernel on the current stream, then await it."""
-    host, mark = _copy_to_host(a)
+    box, mark = _copy_to_host(a)
     await wait_mark_async(mark, "DeviceArray.to_host()")
-    return host
+    return box[0]
 
 
 def to_host_blocking(a: DeviceArray) -> np.ndarray[Any, Any]:
     """``a.numpy()``: a copy kernel on the current stream, then block on it."""
     check_may_block("DeviceArray.numpy()")
-    host, mark = _copy_to_host(a)
+    box, mark = _copy_to_host(a)
     wait_mark_blocking(mark, "DeviceArray.numpy()")
-    return host
+    return box[0]
 
 
 # --- device to device ---------------------------------------------------------------------------

@@ -127,16 +127,16 @@ class RemoteDevice(DeviceImpl):
         q: Any = s.q  # a RemoteQueue
         self.link.request(q, s)
 
-    def copy_to_host(self, s: StreamImpl, a: Any) -> tuple[Any, Mark]:
-        """Enqueue a read of ``a`` on ``s`` and the mark after it; the reply fills the host array."""
+    def copy_to_host(self, s: StreamImpl, a: Any) -> tuple[list[Any], Mark]:
+        """Enqueue a read of ``a`` on ``s`` and the mark after it; the reply's array goes in the box."""
         if s.capture is not None:
             raise s.capture.forbidden(s, "a copy to the host (to_host()/numpy())")
-        host = np.empty(a._shape, a._dtype)
-        if host.size:
-            s.q.extend((None, ReadItem(self.link.new_read(host), a)))
+        box = [np.empty(a._shape, a._dtype)]  # untouched pages: the reply usually replaces it
+        if a.size:
+            s.q.extend((None, ReadItem(self.link.new_read(box), a)))
             if s.token:
                 s.kick()
-        return host, s.record_mark("a copy to the host (to_host()/numpy())")
+        return box, s.record_mark("a copy to the host (to_host()/numpy())")
 
     def fail_remote(self, why: str, cause: BaseException | None = None, level: str = "critical") -> None:
         """The worker is gone: every pending and later wait on this device raises ``DeviceFailedError``."""

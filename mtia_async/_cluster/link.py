@@ -94,7 +94,7 @@ class Link:
         self.releases: deque[int] = deque()
         self.forgets: deque[int] = deque()
         self.xdone: deque[tuple[int, int, bytes]] = deque()
-        self.reads: dict[int, np.ndarray[Any, Any]] = {}
+        self.reads: dict[int, list[np.ndarray[Any, Any]]] = {}  # read id -> the reader's box
         self.timings: dict[int, list[Any]] = {}  # the profiler's records of kernels out on the worker
         self.offset = 0  # add to the worker's perf_counter_ns() to get ours (0 on the same host)
         self._wake_pending = False
@@ -151,9 +151,10 @@ class Link:
             self.sent_kernels.discard(kid)
             self.forgets.append(kid)
 
-    def new_read(self, host: np.ndarray[Any, Any]) -> int:
+    def new_read(self, box: list[np.ndarray[Any, Any]]) -> int:
+        """A read id whose reply goes in ``box`` (its item: an array of the result's shape and dtype)."""
         rid = next(_rids)
-        self.reads[rid] = host
+        self.reads[rid] = box
         return rid
 
     def ext_done(self, xid: int, mark: Mark) -> None:
@@ -290,10 +291,9 @@ class Link:
             if kind == "m":
                 self._mark_reached(ev[1], ev[2], ev[3], ev[4])
             elif kind == "r":
-                host = self.reads.pop(ev[1], None)
-                if host is not None:
-                    data = ev[2]
-                    np.copyto(host, np.asarray(data).reshape(host.shape), casting="no")
+                box = self.reads.pop(ev[1], None)
+                if box is not None:
+                    self._received(box, np.asarray(ev[2]))
             elif kind == "f":
                 self._failure(ev[1], ev[2], ev[3], ev[4], ev[5])
             elif kind == "bye":  # the worker is closing on purpose (its cluster is shutting down)
@@ -303,6 +303,19 @@ class Link:
                 if rec is not None:
                     rec[5], rec[6], rec[9] = ev[2] + self.offset, ev[3] + self.offset, ev[6]
                     rec[7] = (f"{ev[4]} @ {self.address}", ev[5])  # last: the record is complete
+
+    @staticmethod
+    def _received(box: list[np.ndarray[Any, Any]], data: np.ndarray[Any, Any]) -> None:
+        """Put a read's bytes in its box: the received array itself when the caller may own it.
+
+        Dask deserialises into buffers of its own; a writable, C-contiguous array of the
+        right dtype is handed over as it is (no copy of the bytes), anything else is copied.
+        """
+        host = box[0]
+        if data.dtype == host.dtype and data.size == host.size and data.flags.writeable and data.flags.c_contiguous:
+            box[0] = data.reshape(host.shape)
+        else:
+            np.copyto(host, data.reshape(host.shape), casting="no")
 
     def _failure(self, fid: int, dev: int, sid: int, kernel: str | None, blob: bytes) -> None:
         items = unpickle_failures(blob)

@@ -54,8 +54,9 @@ class DeviceImpl:
     """One emulated device: its workers, ready queue, streams and allocator."""
 
     # A device whose memory lives in another process (``_cluster``'s RemoteDevice) copies
-    # to the host itself: ``copy_to_host(stream, array) -> (host array, mark after the copy)``.
-    copy_to_host: Callable[[StreamImpl, Any], tuple[Any, Mark]] | None = None
+    # to the host itself: ``copy_to_host(stream, array) -> ([host array], mark after the copy)`` (the box's item is the
+    # result once the mark is done).
+    copy_to_host: Callable[[StreamImpl, Any], tuple[list[Any], Mark]] | None = None
 
     def __init__(self, runtime: Runtime, index: int, workers: int, memory: int) -> None:
         self.runtime = runtime
