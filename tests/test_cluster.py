@@ -100,6 +100,19 @@ def test_arrays_operators_ufuncs_and_reductions_give_numpy_results(remote: Any) 
             np.testing.assert_array_equal(a.astype(np.int32).numpy(), expected.astype(np.int32))
 
 
+def test_host_copies_are_the_callers_own_arrays(remote: Any) -> None:
+    """numpy() hands over the array Dask received (no second copy): it must be private and writable."""
+    host = np.arange(3 * 1024 * 1024, dtype=np.float32).reshape(3, -1)  # large enough for out-of-band frames
+    a = mtia.asarray(host)
+    first, second = a.numpy(), a.numpy()
+    assert first.flags.writeable and first.flags.c_contiguous and first.shape == host.shape
+    first[0, 0] = -1.0
+    np.testing.assert_array_equal(second, host)  # two copies, two buffers
+    np.testing.assert_array_equal(a.numpy(), host)  # the device's memory is untouched
+    np.testing.assert_array_equal(a[::2, 1:].numpy(), host[::2, 1:])  # a strided view, gathered on the worker
+    assert mtia.zeros((0, 3)).numpy().shape == (0, 3)
+
+
 def test_launch_runs_user_kernels_on_the_worker_with_numpy_views(remote: Any) -> None:
     s = mtia.Stream(1)
     x = mtia.zeros(5, dtype=np.int64, device=1)
