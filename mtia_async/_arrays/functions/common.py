@@ -20,7 +20,7 @@ arguments and computes the shape, with its own errors, and moves nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -43,6 +43,7 @@ __all__ = [
     "remember",
     "target",
     "views",
+    "with_function",
 ]
 
 _VOID = np.dtype([])  # itemsize 0: a ghost's elements cost nothing to move
@@ -124,6 +125,20 @@ def launch(dev: DeviceImpl, kernel: Callable[..., None], args: tuple[Any, ...], 
 
 
 # --- in the worker ------------------------------------------------------------------------------------
+_K = TypeVar("_K", bound=Callable[..., None])
+
+
+def with_function(kernel: _K) -> _K:
+    """Mark a kernel whose first argument is the numpy function it runs (``binds_kernel``).
+
+    Failures, the profiler's trace and the sanitizer's reports then name that function
+    (``concatenate``, ``sort``) rather than the kernel, as they name the user's kernel
+    of a launch runner (``_arrays/bind.py``). Every kernel of this package is one.
+    """
+    kernel.binds_kernel = True  # type: ignore[attr-defined]
+    return kernel
+
+
 def views(x: Any) -> Any:
     """In a kernel: DeviceArrays replaced by numpy views of their memory, in lists and tuples too."""
     if type(x) is DeviceArray:
@@ -133,11 +148,13 @@ def views(x: Any) -> Any:
     return x
 
 
+@with_function
 def out_kernel(fn: Any, args: tuple[Any, ...], kw: dict[str, Any], out: DeviceArray) -> None:
     """``fn(*args, out=<out's view>, **kw)``: numpy writes the result in place."""
     fn(*views(args), out=as_view(out), **views(kw))
 
 
+@with_function
 def assign_kernel(fn: Any, args: tuple[Any, ...], kw: dict[str, Any], out: DeviceArray) -> None:
     """``out[...] = fn(*args, **kw)``: for numpy functions without ``out=``."""
     np.copyto(as_view(out), fn(*views(args), **views(kw)), casting="unsafe")
