@@ -30,6 +30,7 @@ EXTRAS = {
     "set_debug_logging",
     # device memory
     "DeviceArray", "asarray", "empty", "zeros", "ones", "full", "memory_reserved", "max_memory_reserved",
+    "arange", "linspace", "eye", "identity",  # creation (docs/arrays.md)
     "mem_get_info", "memory_summary", "dump_snapshot",
     # random numbers
     "Generator", "rand", "randn", "randint", "normal", "uniform", "bernoulli", "randperm",

@@ -404,7 +404,7 @@ class DeviceArray(ArrayMethods):
         return _dispatch.array_ufunc_entry(ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
-        return _array_function(func, args, kwargs)
+        return _array_function(func, args, kwargs, self)
 
     # reductions (kernels; the result is a DeviceArray, 0-d for a full reduction)
     def sum(self, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False, **kw: Any) -> DeviceArray:

@@ -14,6 +14,10 @@ from .._arrays.factories import empty as empty
 from .._arrays.factories import full as full
 from .._arrays.factories import ones as ones
 from .._arrays.factories import zeros as zeros
+from .._arrays.functions.creation import arange as arange
+from .._arrays.functions.creation import eye as eye
+from .._arrays.functions.creation import identity as identity
+from .._arrays.functions.creation import linspace as linspace
 from .._exceptions import DeferredMtiaCallError as DeferredMtiaCallError
 from .._exceptions import DeviceFailedError as DeviceFailedError
 from .._exceptions import KernelError as KernelError
@@ -83,6 +87,7 @@ __all__ = [
     "SanitizerWarning",
     "StreamContext",
     "UnsynchronizedAccessError",
+    "arange",
     "asarray",
     "attach_out_of_memory_observer",
     "bernoulli",
@@ -93,12 +98,14 @@ __all__ = [
     "dump_snapshot",
     "empty",
     "empty_cache",
+    "eye",
     "full",
     "get_device_capability",
     "get_device_properties",
     "get_rng_state",
     "get_rng_state_all",
     "graph_pool_handle",
+    "identity",
     "init",
     "initial_seed",
     "is_available",
@@ -106,6 +113,7 @@ __all__ = [
     "is_current_stream_capturing",
     "is_initialized",
     "launch",
+    "linspace",
     "manual_seed",
     "manual_seed_all",
     "max_memory_allocated",

@@ -11,22 +11,31 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["FUNCTIONS", "array_function", "implements", "unsupported"]
+__all__ = ["FUNCTIONS", "LIKE", "array_function", "implements", "unsupported"]
 
 FUNCTIONS: dict[Any, Callable[..., Any]] = {}
 """numpy function -> implementation taking the same arguments."""
 
+LIKE: dict[Any, Callable[..., Any]] = {}
+"""numpy creation function reached through ``like=`` (``np.arange(5, like=a)``) -> implementation
+taking numpy's other arguments and ``like=a`` (numpy drops ``like`` from the arguments it passes)."""
+
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def implements(*funcs: Any) -> Callable[[_F], _F]:
-    """Register the decorated function as the DeviceArray implementation of ``funcs``."""
+def implements(*funcs: Any, like: bool = False) -> Callable[[_F], _F]:
+    """Register the decorated function as the DeviceArray implementation of ``funcs``.
+
+    With ``like``, ``funcs`` are creation functions numpy dispatches only through their
+    ``like=`` argument: the implementation gets the DeviceArray as ``like=``.
+    """
+    table = LIKE if like else FUNCTIONS
 
     def register(impl: _F) -> _F:
         for f in funcs:
-            if f in FUNCTIONS:
+            if f in FUNCTIONS or f in LIKE:
                 raise RuntimeError(f"numpy.{f.__name__} is implemented twice")  # a programming error
-            FUNCTIONS[f] = impl
+            table[f] = impl
         return impl
 
     return register
@@ -41,9 +50,12 @@ def unsupported(name: str, why: str = "") -> TypeError:
     )
 
 
-def array_function(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """``DeviceArray.__array_function__``: the registered implementation, TypeError for the rest."""
+def array_function(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], array: Any = None) -> Any:
+    """``DeviceArray.__array_function__`` of ``array``: the registered implementation, TypeError for the rest."""
     impl = FUNCTIONS.get(func)
     if impl is None:
-        raise unsupported(getattr(func, "__name__", repr(func)))
+        impl = LIKE.get(func)
+        if impl is None:
+            raise unsupported(getattr(func, "__name__", repr(func)))
+        return impl(*args, like=array, **kwargs)
     return impl(*args, **kwargs)
