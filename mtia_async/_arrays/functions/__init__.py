@@ -4,6 +4,7 @@
 ``registry``     the table numpy function -> implementation, the unsupported error
 ``common``       devices, operands, outputs, ghosts (shape oracle), kernels, caching
 ``creation``     ``empty_like`` ... ``full_like``; ``arange``, ``linspace``, ``eye``
+``selection``    ``where``, ``clip``, ``take``, ``take_along_axis``, ``put``, ``compress``
 ===============  ===================================================================
 
 Importing the package registers every family (``array`` imports it last).
@@ -11,3 +12,4 @@ Importing the package registers every family (``array`` imports it last).
 
 from . import creation as creation
 from . import registry as registry
+from . import selection as selection
