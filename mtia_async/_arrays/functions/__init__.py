@@ -5,6 +5,7 @@
 ``common``       devices, operands, outputs, ghosts (shape oracle), kernels, caching
 ``creation``     ``empty_like`` ... ``full_like``; ``arange``, ``linspace``, ``eye``
 ``selection``    ``where``, ``clip``, ``take``, ``take_along_axis``, ``put``, ``compress``
+``statistics``   ``average``, ``median``, ``percentile``, ``quantile`` (and the ``nan*`` forms)
 ===============  ===================================================================
 
 Importing the package registers every family (``array`` imports it last).
@@ -13,3 +14,4 @@ Importing the package registers every family (``array`` imports it last).
 from . import creation as creation
 from . import registry as registry
 from . import selection as selection
+from . import statistics as statistics

@@ -1,0 +1,226 @@
+"""Statistics: ``average``, ``median``, ``percentile``, ``quantile`` and their NaN-ignoring forms (numpy dispatch).
+
+Each is one kernel on the current stream calling numpy's function on the views: with
+``out=`` the output's view (``median``, ``percentile``, ``quantile``, the ``nan*`` forms),
+a copy of numpy's result for ``average`` (numpy's has no ``out=``). The output shape
+comes from metadata: ``a``'s shape reduced over ``axis`` (``keepdims``), after ``q``'s
+shape for the quantiles; the dtype from numpy run once on one- or two-element dummies
+(cached), which also raises numpy's errors for a bad ``method``, an ``out=`` dtype
+numpy would not cast to, a complex ``a`` (quantiles).
+
+``q`` is a scalar or host data, checked at the call as numpy checks it; a DeviceArray
+``q`` is refused (numpy reads its values to validate them). What only the data can tell
+is found by the kernel, a ``KernelError`` at the next wait: ``average``'s
+"Weights sum to zero" and the quantiles' "Weights must be non-negative". numpy's
+warnings (the mean of an empty slice, an all-NaN slice) come from the kernel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.lib.array_utils import normalize_axis_tuple
+
+from ..array import DeviceArray, as_view
+from ..checks import check_dtype
+from ..shapes import pattern, reduced
+from .common import device_of, launch, remember, target, with_function
+from .registry import implements, unsupported
+from .selection import array_arg
+
+__all__ = ["average", "median", "nanmedian", "nanpercentile", "nanquantile", "percentile", "quantile"]
+
+_NO_VALUE: Any = np._NoValue  # numpy's "argument not given"
+
+
+def _axes(axis: Any, ndim: int, argname: str | None = None) -> tuple[int, ...]:
+    """The reduced axes, normalised as numpy does (its AxisError, its repeated-axis ValueError)."""
+    return tuple(range(ndim)) if axis is None else normalize_axis_tuple(axis, ndim, argname)
+
+
+def _weights(weights: Any, a: DeviceArray, axis: Any) -> DeviceArray:
+    """``weights`` on ``a``'s device, its shape checked as numpy's ``_weights_are_valid`` does."""
+    w: DeviceArray = array_arg(weights, a._dev, "weights")
+    if w._shape != a._shape:
+        if axis is None:
+            raise TypeError("Axis must be specified when shapes of a and weights differ.")
+        if w._shape != tuple(a._shape[ax] for ax in normalize_axis_tuple(axis, a.ndim, argname="axis")):
+            raise ValueError("Shape of weights must be consistent with shape of a along specified axis.")
+    return w
+
+
+def _stat_target(out: Any, shape: tuple[int, ...], dt: np.dtype[Any], a: DeviceArray, name: str) -> DeviceArray:
+    if out is not None and type(out) is not DeviceArray:
+        raise TypeError(f"out= of numpy.{name}() on DeviceArrays must be a DeviceArray, got {type(out).__name__}")
+    return target(out, shape, dt, a._dev, name)
+
+
+@with_function
+def _stat_kernel(fn: Any, a: DeviceArray, q: Any, kw: dict[str, Any], out: DeviceArray) -> None:
+    """``fn(a[, q], out=out, **kw)``; a DeviceArray ``weights`` in ``kw`` is given as its view."""
+    w = kw.get("weights")
+    if type(w) is DeviceArray:
+        kw = dict(kw, weights=as_view(w))
+    if q is None:
+        fn(as_view(a), out=as_view(out), **kw)
+    else:
+        fn(as_view(a), q, out=as_view(out), **kw)
+
+
+# --- median ----------------------------------------------------------------------------------------
+def _median(fn: Any, a: Any, axis: Any, out: Any, overwrite_input: Any, keepdims: Any) -> DeviceArray:
+    name = fn.__name__
+    a = array_arg(a, device_of((a, out)), name)
+    shape = reduced(a._shape, _axes(axis, a.ndim), keepdims is not _NO_VALUE and bool(keepdims))
+    odt = None if out is None or type(out) is not DeviceArray else out._dtype
+
+    def resolve() -> np.dtype[Any]:  # numpy on a two-element dummy: the dtype, numpy's errors for out=
+        dummy = np.ones(2, a._dtype)
+        dt = check_dtype(fn(dummy).dtype)
+        if odt is not None:
+            fn(dummy, out=np.empty((), odt))
+        return dt
+
+    dt = remember((name, a._dtype, odt), resolve)
+    result = _stat_target(out, shape, dt, a, name)
+    if result.size:
+        kw = {"axis": axis, "overwrite_input": overwrite_input}
+        if keepdims is not _NO_VALUE:
+            kw["keepdims"] = keepdims
+        launch(a._dev, _stat_kernel, (fn, a, None, kw, result), (a,), (result, a) if overwrite_input else (result,))
+    return result
+
+
+@implements(np.median)
+def median(a: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False, keepdims: bool = False) -> Any:
+    return _median(np.median, a, axis, out, overwrite_input, keepdims)
+
+
+@implements(np.nanmedian)
+def nanmedian(a: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False,
+              keepdims: Any = _NO_VALUE) -> Any:  # fmt: skip
+    return _median(np.nanmedian, a, axis, out, overwrite_input, keepdims)
+
+
+# --- percentile, quantile ----------------------------------------------------------------------------
+def _quantile_is_valid(q: np.ndarray[Any, Any]) -> bool:
+    """numpy's check of the quantiles (numpy/lib/_function_base_impl.py), on the host copy of ``q``."""
+    if q.ndim == 1 and q.size < 10:
+        for i in range(q.size):
+            if not (0.0 <= q[i] <= 1.0):
+                return False
+    elif not (q.min() >= 0 and q.max() <= 1):
+        return False
+    return True
+
+
+def _quantiles(fn: Any, scale: int, a: Any, q: Any, axis: Any, out: Any, overwrite_input: Any, method: Any,
+               keepdims: Any, weights: Any) -> DeviceArray:  # fmt: skip
+    name = fn.__name__
+    if type(q) is DeviceArray:
+        raise unsupported(name, "q must be a scalar or host data: numpy validates its values; pass q.numpy()")
+    a = array_arg(a, device_of((a, out, weights)), name)
+    if a._dtype.kind == "c":
+        raise TypeError("a must be an array of real numbers")
+    weak = type(q) in (int, float)  # numpy promotes a Python scalar q weakly
+    if not weak and not isinstance(q, np.generic):
+        q = np.array(q)  # a private copy for the kernel
+    qs = np.true_divide(q, scale, out=...) if scale != 1 else np.asanyarray(q)
+    if not _quantile_is_valid(qs):
+        what = "Percentiles must be in the range [0, 100]" if scale != 1 else "Quantiles must be in the range [0, 1]"
+        raise ValueError(what)
+    w = None
+    if weights is not None:
+        if method != "inverted_cdf":
+            raise ValueError(f"Only method 'inverted_cdf' supports weights. Got: {method}.")
+        w = _weights(weights, a, axis)
+    kw = {"axis": axis, "overwrite_input": overwrite_input, "method": method}
+    if keepdims is not _NO_VALUE:
+        kw["keepdims"] = keepdims
+    shape = qs.shape + reduced(a._shape, _axes(axis, a.ndim), keepdims is not _NO_VALUE and bool(keepdims))
+    odt = None if out is None or type(out) is not DeviceArray else out._dtype
+    wdt = None if w is None else w._dtype
+    qkey = type(q) if weak else (q.dtype, q.ndim)  # numpy's result dtype depends on q being 0-d
+
+    def resolve() -> np.dtype[Any]:  # numpy on two-element dummies: the dtype, numpy's errors (method, out=)
+        dummy, qd = np.ones(2, a._dtype), q if weak or q.ndim == 0 else q[(slice(0, 1),) * q.ndim]
+        wd = None if wdt is None else np.ones(2, wdt)
+        r = fn(dummy, qd, method=method, weights=wd)
+        if odt is not None:
+            fn(dummy, qd, method=method, weights=wd, out=np.empty(np.shape(r), odt))
+        return check_dtype(r.dtype)
+
+    try:
+        dt = remember((name, a._dtype, qkey, type(method), method, wdt, odt), resolve)
+    except TypeError:  # an unhashable method: numpy's error (or a result) without the cache
+        dt = resolve()
+    if a.size == 0 and 0 not in shape and fn in _ERROR_ON_EMPTY:  # numpy's IndexError for empty slices
+        fn(np.ones(pattern(a._shape), a._dtype), q, axis=axis, method=method)
+    result = _stat_target(out, shape, dt, a, name)
+    if result.size:
+        if w is not None:
+            kw["weights"] = w
+        launch(a._dev, _stat_kernel, (fn, a, q, kw, result), (a, w), (result, a) if overwrite_input else (result,))
+    return result
+
+
+_ERROR_ON_EMPTY = (np.percentile, np.quantile)  # the nan* forms warn and give NaN instead
+
+
+@implements(np.percentile)
+def percentile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False, method: str = "linear",
+               keepdims: bool = False, *, weights: Any = None) -> Any:  # fmt: skip
+    return _quantiles(np.percentile, 100, a, q, axis, out, overwrite_input, method, keepdims, weights)
+
+
+@implements(np.quantile)
+def quantile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False, method: str = "linear",
+             keepdims: bool = False, *, weights: Any = None) -> Any:  # fmt: skip
+    return _quantiles(np.quantile, 1, a, q, axis, out, overwrite_input, method, keepdims, weights)
+
+
+@implements(np.nanpercentile)
+def nanpercentile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False,
+                  method: str = "linear", keepdims: Any = _NO_VALUE, *, weights: Any = None) -> Any:  # fmt: skip
+    return _quantiles(np.nanpercentile, 100, a, q, axis, out, overwrite_input, method, keepdims, weights)
+
+
+@implements(np.nanquantile)
+def nanquantile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False,
+                method: str = "linear", keepdims: Any = _NO_VALUE, *, weights: Any = None) -> Any:  # fmt: skip
+    return _quantiles(np.nanquantile, 1, a, q, axis, out, overwrite_input, method, keepdims, weights)
+
+
+# --- average -----------------------------------------------------------------------------------------
+@with_function
+def _average_kernel(fn: Any, a: DeviceArray, axis: Any, w: Any, kw: dict[str, Any], out: DeviceArray, scl: Any) -> None:
+    r = fn(as_view(a), axis, as_view(w), scl is not None, **kw)
+    if scl is None:
+        np.copyto(as_view(out), r)
+    else:
+        np.copyto(as_view(out), r[0])
+        np.copyto(as_view(scl), r[1])
+
+
+@implements(np.average)
+def average(a: Any, axis: Any = None, weights: Any = None, returned: bool = False, *, keepdims: Any = _NO_VALUE) -> Any:
+    a = array_arg(a, device_of((a, weights)), "average")
+    axes = None if axis is None else _axes(axis, a.ndim, "axis")
+    kw = {} if keepdims is _NO_VALUE else {"keepdims": keepdims}
+    w = None if weights is None else _weights(weights, a, axes)
+    shape = reduced(a._shape, _axes(axes, a.ndim), bool(kw.get("keepdims", False)))
+
+    def resolve() -> tuple[np.dtype[Any], np.dtype[Any]]:  # numpy on one-element dummies
+        wd = None if w is None else np.ones((1,) * w.ndim, w._dtype)
+        average: Any = np.average
+        r, s = average(np.ones((1,) * a.ndim, a._dtype), axes, wd, True, **kw)
+        return check_dtype(np.asarray(r).dtype), check_dtype(np.asarray(s).dtype)
+
+    key = ("average", a._dtype, a.ndim, axes, None if w is None else (w._dtype, w.ndim), tuple(kw.items()))
+    dt, sdt = remember(key, resolve)
+    result = target(None, shape, dt, a._dev, "average")
+    scl = target(None, shape, sdt, a._dev, "average") if returned else None
+    if result.size:
+        launch(a._dev, _average_kernel, (np.average, a, axes, w, kw, result, scl), (a, w), (result, scl))
+    return (result, scl) if returned else result
