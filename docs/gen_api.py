@@ -20,7 +20,11 @@ import mtia_async.profiler  # noqa: E402
 import mtia_async.sanitizer  # noqa: E402
 import mtia_async.sync  # noqa: E402
 
-WAITING = {"Event", "Stream", "current_stream", "default_stream", "synchronize", "graph"}
+WAITING = {
+    "Event", "Stream", "current_stream", "default_stream", "synchronize", "graph",
+    # results sized by the data: awaited in mtia_async, blocking in mtia_async.sync (docs/arrays.md)
+    "nonzero", "argwhere", "flatnonzero", "unique", "histogram", "getitem",
+}  # fmt: skip
 
 
 def _summary(obj: object) -> str:
@@ -95,7 +99,9 @@ def render() -> str:
         "`import mtia_async as mtia` (async) and `import mtia_async.sync as mtia` (blocking)",
         "export the same names. Names that never wait are the same objects in both; the",
         "waiting ones (`Stream`, `Event`, `current_stream`, `default_stream`,",
-        "`synchronize`) differ only in colour and are listed for each facade.",
+        "`synchronize`, `graph`, and the functions whose result is sized by the data:",
+        "`nonzero`, `argwhere`, `flatnonzero`, `unique`, `histogram`, `getitem`) differ",
+        "only in colour and are listed for each facade.",
         "",
         "## Shared by both facades",
         "",

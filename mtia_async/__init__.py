@@ -14,6 +14,12 @@ from ._facade.aio import Stream as Stream
 from ._facade.aio import current_stream as current_stream
 from ._facade.aio import default_stream as default_stream
 from ._facade.aio import synchronize as synchronize
+from ._facade.aio import argwhere as argwhere
+from ._facade.aio import flatnonzero as flatnonzero
+from ._facade.aio import getitem as getitem
+from ._facade.aio import histogram as histogram
+from ._facade.aio import nonzero as nonzero
+from ._facade.aio import unique as unique
 from ._facade.graphs import AsyncGraph as graph
 from ._facade.shared import *  # noqa: F403  (the never-waiting names, listed once there)
 from . import memory as memory  # the submodule, as torch.mtia.memory (not in __all__)
@@ -37,6 +43,7 @@ __all__ = [
     "StreamContext",
     "UnsynchronizedAccessError",
     "arange",
+    "argwhere",
     "asarray",
     "attach_out_of_memory_observer",
     "bernoulli",
@@ -50,13 +57,16 @@ __all__ = [
     "empty",
     "empty_cache",
     "eye",
+    "flatnonzero",
     "full",
     "get_device_capability",
     "get_device_properties",
     "get_rng_state",
     "get_rng_state_all",
+    "getitem",
     "graph",
     "graph_pool_handle",
+    "histogram",
     "identity",
     "init",
     "initial_seed",
@@ -75,6 +85,7 @@ __all__ = [
     "memory_reserved",
     "memory_stats",
     "memory_summary",
+    "nonzero",
     "normal",
     "ones",
     "rand",
@@ -94,6 +105,7 @@ __all__ = [
     "stream",
     "synchronize",
     "uniform",
+    "unique",
     "zeros",
 ]
 

@@ -15,6 +15,12 @@ from ._facade.blocking import Stream as Stream
 from ._facade.blocking import current_stream as current_stream
 from ._facade.blocking import default_stream as default_stream
 from ._facade.blocking import synchronize as synchronize
+from ._facade.blocking import argwhere as argwhere
+from ._facade.blocking import flatnonzero as flatnonzero
+from ._facade.blocking import getitem as getitem
+from ._facade.blocking import histogram as histogram
+from ._facade.blocking import nonzero as nonzero
+from ._facade.blocking import unique as unique
 from ._facade.graphs import graph as graph
 from ._facade.shared import *  # noqa: F403  (the never-waiting names, listed once there)
 from . import memory as memory  # the submodule, as torch.mtia.memory (not in __all__)
@@ -36,6 +42,7 @@ __all__ = [
     "StreamContext",
     "UnsynchronizedAccessError",
     "arange",
+    "argwhere",
     "asarray",
     "attach_out_of_memory_observer",
     "bernoulli",
@@ -49,13 +56,16 @@ __all__ = [
     "empty",
     "empty_cache",
     "eye",
+    "flatnonzero",
     "full",
     "get_device_capability",
     "get_device_properties",
     "get_rng_state",
     "get_rng_state_all",
+    "getitem",
     "graph",
     "graph_pool_handle",
+    "histogram",
     "identity",
     "init",
     "initial_seed",
@@ -74,6 +84,7 @@ __all__ = [
     "memory_reserved",
     "memory_stats",
     "memory_summary",
+    "nonzero",
     "normal",
     "ones",
     "rand",
@@ -93,6 +104,7 @@ __all__ = [
     "stream",
     "synchronize",
     "uniform",
+    "unique",
     "zeros",
 ]
 

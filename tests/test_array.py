@@ -159,7 +159,7 @@ def test_implicit_host_conversions_raise_and_name_the_explicit_copy() -> None:
         lambda: iter(a),
         lambda: 1.0 in a,
         lambda: pickle.dumps(a),
-        lambda: np.concatenate([a, a]),
+        lambda: np.fft.fft(a),  # a numpy function DeviceArray does not implement
     ):
         with pytest.raises(TypeError, match=match):
             action()
@@ -239,12 +239,12 @@ def test_reshape_transpose_and_T() -> None:
     assert np.shape(r) == (3, 4) and np.ndim(r) == 2 and np.size(r) == 12 and np.size(r, 1) == 4
 
 
-@pytest.mark.parametrize("index", [[0, 1], np.array([0, 1]), np.array([True, False, True]), True, (slice(None), [0])])
-def test_advanced_indexing_is_refused(index: object) -> None:
-    a = mtia.ones(3) if not isinstance(index, tuple) else mtia.ones((3, 3))
-    with pytest.raises(TypeError, match="basic indexing only"):
+@pytest.mark.parametrize("index", [1.5, "0", (slice(None), 2.0)])
+def test_what_is_no_index_is_refused(index: object) -> None:
+    a = mtia.ones((3, 3))  # integer and boolean arrays are indices: tests/test_np_indexing.py
+    with pytest.raises(TypeError, match="invalid index"):
         a[index]
-    with pytest.raises(TypeError, match="basic indexing only"):
+    with pytest.raises(TypeError, match="invalid index"):
         a[index] = 0.0
 
 

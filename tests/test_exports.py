@@ -31,6 +31,7 @@ EXTRAS = {
     # device memory
     "DeviceArray", "asarray", "empty", "zeros", "ones", "full", "memory_reserved", "max_memory_reserved",
     "arange", "linspace", "eye", "identity",  # creation (docs/arrays.md)
+    "nonzero", "argwhere", "flatnonzero", "unique", "histogram", "getitem",  # sized by the data: await or block
     "mem_get_info", "memory_summary", "dump_snapshot",
     # random numbers
     "Generator", "rand", "randn", "randint", "normal", "uniform", "bernoulli", "randperm",
@@ -40,6 +41,10 @@ EXTRAS = {
     # the stream sanitizer's report (the sanitizer itself is the submodule mtia_async.sanitizer)
     "UnsynchronizedAccessError", "SanitizerWarning",
 }  # fmt: skip
+
+
+# The names sized by the data: a coroutine function in mtia_async, a blocking one in mtia_async.sync.
+SIZED = ("nonzero", "argwhere", "flatnonzero", "unique", "histogram", "getitem")
 
 
 def test_embedded_surface_matches_the_spec_file() -> None:
@@ -62,12 +67,15 @@ def test_facade_covers_the_surface_and_nothing_private(facade: object) -> None:
 
 
 def test_never_waiting_names_are_the_same_objects_in_both_facades() -> None:
-    waiting = {"Event", "Stream", "current_stream", "default_stream", "synchronize", "graph"}
+    waiting = {"Event", "Stream", "current_stream", "default_stream", "synchronize", "graph", *SIZED}
     for name in set(mtia_async.__all__) - waiting:
         assert getattr(mtia_async, name) is getattr(mtia_async.sync, name), name
 
 
 def test_waiting_calls_differ_only_in_colour() -> None:
+    for name in SIZED:
+        assert inspect.iscoroutinefunction(getattr(mtia_async, name)), name
+        assert not inspect.iscoroutinefunction(getattr(mtia_async.sync, name)), name
     assert inspect.iscoroutinefunction(mtia_async.synchronize)
     assert not inspect.iscoroutinefunction(mtia_async.sync.synchronize)
     assert inspect.iscoroutinefunction(mtia_async.Stream.synchronize)

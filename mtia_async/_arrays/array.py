@@ -381,10 +381,16 @@ class DeviceArray(ArrayMethods):
 
     # --- views --------------------------------------------------------------------------------
     def __getitem__(self, index: Any) -> DeviceArray:
-        return self._derive(self._np()[check_index(index)])
+        basic = check_index(index)
+        if basic is None:  # integer arrays and masks: a kernel (functions/indexing)
+            return _indexing.read(self, index)
+        return self._derive(self._np()[basic])
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        transfer.setitem(self if index is Ellipsis else self[index], value)  # a[...]: the whole array
+        basic = (Ellipsis,) if index is Ellipsis else check_index(index)  # a[...]: the whole array
+        if basic is None:  # integer arrays and masks: a kernel (functions/indexing)
+            return _indexing.write(self, index, value)
+        transfer.setitem(self if index is Ellipsis else self._derive(self._np()[basic]), value)
 
     def reshape(self, *shape: Any) -> DeviceArray:
         """A view with a new shape (one dimension may be -1); a copy when no view can express it."""
@@ -490,3 +496,4 @@ from . import reductions as _reductions  # noqa: E402
 from . import transfer  # noqa: E402
 from . import functions as _functions  # noqa: E402,F401  # registers the numpy functions
 from .functions.registry import array_function as _array_function  # noqa: E402
+from .functions import indexing as _indexing  # noqa: E402

@@ -142,20 +142,24 @@ def fmt_shape(shape: tuple[int, ...]) -> str:
     return "(" + ",".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
 
 
-_BASIC_INDEX_HELP = (
-    "DeviceArray supports basic indexing only (ints, slices, None and ...); integer and boolean "
-    "array indexing is not supported: copy to the host with to_host()/numpy(), or index on the host"
+_INDEX_HELP = (
+    "a DeviceArray takes ints, slices, None, ..., and integer or boolean arrays (host arrays, lists or "
+    "DeviceArrays) as indices"
 )
 
 
-def check_index(index: object) -> tuple[Any, ...]:
-    """Validate a basic index and return it as a tuple ending with ``...``.
+def check_index(index: object) -> tuple[Any, ...] | None:
+    """Validate an index: a basic one as a tuple ending with ``...``, None for an advanced one.
 
     The trailing Ellipsis makes numpy return a 0-d view rather than a scalar, so the
-    caller never reads device memory.
+    caller never reads device memory. An advanced index (an integer or boolean array,
+    a list, a bool: numpy's "advanced indexing") is left to ``functions.indexing``.
+
+    Raises:
+        TypeError: an item that is no index at all (a float, a string, ...).
     """
     items = index if type(index) is tuple else (index,)
-    ellipsis = False
+    ellipsis = advanced = False
     for item in items:
         t = type(item)
         if t is int or t is slice or item is None:
@@ -164,11 +168,14 @@ def check_index(index: object) -> tuple[Any, ...]:
             ellipsis = True
             continue
         if t is bool or isinstance(item, (np.bool_, np.ndarray, list, tuple)) or hasattr(item, "_dev"):
-            raise TypeError(f"{_BASIC_INDEX_HELP}; got index {index!r:.80}")
+            advanced = True
+            continue
         try:
             operator.index(item)
         except TypeError:
-            raise TypeError(f"invalid index {item!r:.60} ({type(item).__name__}); {_BASIC_INDEX_HELP}") from None
+            raise TypeError(f"invalid index {item!r:.60} ({type(item).__name__}); {_INDEX_HELP}") from None
+    if advanced:
+        return None
     return items if ellipsis else items + (Ellipsis,)
 
 

@@ -7,11 +7,29 @@ thread. Calling one from an event-loop thread, a trio task or inside a kernel ra
 
 from __future__ import annotations
 
+from .._arrays.functions.indexing import getitem as getitem
+from .._arrays.functions.sized import argwhere as argwhere
+from .._arrays.functions.sized import flatnonzero as flatnonzero
+from .._arrays.functions.sized import histogram as histogram
+from .._arrays.functions.sized import nonzero as nonzero
+from .._arrays.functions.sized import unique as unique
 from .._core.wait import wait_mark_blocking, wait_marks_blocking
 from .common import StreamBase, device_sync_marks, stream_getters
 from .event import EventBase
 
-__all__ = ["Event", "Stream", "current_stream", "default_stream", "synchronize"]
+__all__ = [
+    "Event",
+    "Stream",
+    "argwhere",
+    "current_stream",
+    "default_stream",
+    "flatnonzero",
+    "getitem",
+    "histogram",
+    "nonzero",
+    "synchronize",
+    "unique",
+]
 
 
 class Event(EventBase):

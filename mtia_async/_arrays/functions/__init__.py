@@ -4,14 +4,14 @@
 ``registry``     the table numpy function -> implementation, the unsupported error
 ``common``       devices, operands, outputs, ghosts (shape oracle), kernels, caching
 ``creation``     ``empty_like`` ... ``full_like``; ``arange``, ``linspace``, ``eye``
-``selection``    ``where``, ``clip``, ``take``, ``take_along_axis``, ``put``, ``compress``
-``statistics``   ``average``, ``median``, ``percentile``, ``quantile`` (and the ``nan*`` forms)
+``sized``        results sized by the data: ``nonzero``, ``unique``, ``histogram``, ...
+``indexing``     integer-array and mask indexing (``a[idx]``, ``a[idx] = v``), ``fill``
 ===============  ===================================================================
 
 Importing the package registers every family (``array`` imports it last).
 """
 
 from . import creation as creation
+from . import indexing as indexing
 from . import registry as registry
-from . import selection as selection
-from . import statistics as statistics
+from . import sized as sized

@@ -1,0 +1,211 @@
+"""Integer-array and boolean-mask indexing of DeviceArrays: ``a[idx]``, ``a[idx] = v`` (issue 18).
+
+``DeviceArray.__getitem__``/``__setitem__`` keep their fast path for basic indices (ints,
+slices, None, ``...``: a view, no kernel) and come here for numpy's "advanced" indices:
+integer and boolean arrays (host ndarrays, lists, DeviceArrays), bools, mixed with basic
+items as numpy mixes them (separated advanced indices move their axes first, as in numpy).
+
+Reading ``a[idx]`` makes a new C-contiguous array filled by one kernel (``read_kernel``:
+numpy's own indexing on the views). Its shape comes from numpy run on *ghosts*: ``a`` as
+an array of zero-byte elements, index DeviceArrays as zero-stride arrays of their shape
+and dtype (zeros; all True for a mask), so numpy checks everything it can at the call,
+with its own errors:
+
+* host indices are checked completely (an index out of bounds is numpy's ``IndexError``
+  at the call) and snapshotted for the kernel;
+* integer DeviceArray indices are read by the kernel only: one out of bounds is an
+  ``IndexError`` in the kernel, raised as ``KernelError`` by the next wait;
+* a boolean DeviceArray mask makes the result's size depend on its values: that read
+  is ``sized``'s (it blocks; ``await mtia_async.getitem(a, idx)`` is the awaitable form).
+
+Writing ``a[idx] = v`` is one kernel writing ``a`` (``write_kernel``) and never waits, masks
+included; the value is a scalar or host data (converted to ``a``'s dtype at the call,
+numpy's errors) or a DeviceArray of the same device. What depends on device values
+(an index DeviceArray out of bounds, a value whose length must match a mask's count of
+True) is an error in the kernel: ``KernelError`` at the next wait.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from typing import Any
+
+import numpy as np
+
+from ..._core.context import stream_of
+from ..array import SCALARS, DeviceArray, as_view, new_array
+from ..checks import check_index, two_devices
+from ..transfer import _scalar_source, fill_kernel
+from ..caches import cache_put
+from .common import views, with_function
+from .sized import Plan, blocking
+
+__all__ = ["fill", "getitem", "index_plan", "read", "read_kernel", "write", "write_kernel"]
+
+_VOID = np.dtype([])  # itemsize 0: the indexed array's ghost holds no bytes
+_BOOL = np.dtype(np.bool_)
+_ZEROS = bytes(16)  # backs the zero-stride ghosts of index arrays (16: complex128's item)
+_TRUES = b"\x01" * 16
+_GHOSTS: dict[tuple[Any, ...], np.ndarray[Any, Any]] = {}
+
+
+def _ghost(shape: tuple[int, ...], dtype: np.dtype[Any] = _VOID, fill: bytes = _ZEROS) -> np.ndarray[Any, Any]:
+    """A zero-stride array of ``shape``: of void elements (writable, for assignments), or of ``fill`` (read-only)."""
+    key = (shape, dtype, fill)
+    g = _GHOSTS.get(key)
+    if g is None:
+        buffer: Any = bytearray(1) if dtype is _VOID else fill
+        g = np.ndarray(shape, dtype, buffer=buffer, strides=(0,) * len(shape))
+        cache_put(_GHOSTS, key, g)
+    return g
+
+
+def _parse(a: DeviceArray, index: Any) -> tuple[tuple[Any, ...], tuple[Any, ...], list[DeviceArray], int, int]:
+    """An index, taken apart: (numpy's view of it on ghosts, the kernel's, its DeviceArrays, masks, advanced items).
+
+    Raises:
+        ValueError: an index DeviceArray on another device.
+        TypeError: a list holding DeviceArrays (numpy would convert it to a host array).
+    """
+    dev = a._dev
+    shape_index = []
+    kernel_index = []
+    arrays = []
+    masks = advanced = 0
+    for it in index if type(index) is tuple else (index,):
+        t = type(it)
+        if t is DeviceArray:
+            if it._dev is not dev:
+                raise ValueError(two_devices(dev, it._dev))
+            arrays.append(it)
+            advanced += 1
+            if it._dtype.kind == "b":
+                masks += 1
+                shape_index.append(_ghost(it._shape, _BOOL, _TRUES))
+            else:  # zeros: numpy checks the dtype (integer) and the shapes; the values are the kernel's
+                shape_index.append(_ghost(it._shape, it._dtype))
+            kernel_index.append(it)
+            continue
+        if t is list or t is tuple:
+            it = np.asarray(it)
+            if it.size == 0 and it.dtype.kind == "f":
+                it = it.astype(np.intp)  # numpy takes an empty list as an empty integer index
+            kernel_index.append(it)
+            advanced += 1
+        elif t is np.ndarray:
+            kernel_index.append(it.copy())  # a snapshot: the caller may change its array before the kernel runs
+            advanced += 1
+        else:
+            kernel_index.append(it)
+            advanced += t is bool or t is np.bool_
+        shape_index.append(it)
+    return tuple(shape_index), tuple(kernel_index), arrays, masks, advanced
+
+
+# --- reading --------------------------------------------------------------------------------------------
+@with_function
+def read_kernel(fn: Any, out: np.ndarray[Any, Any], x: DeviceArray, index: tuple[Any, ...], on_device: bool) -> None:
+    """``out[...] = x[index]`` (``fn`` is ``operator.getitem``) on numpy views; ``out`` is the output's view.
+
+    ``on_device``: the index holds DeviceArrays (replaced by their views here).
+
+    The FIFO item holds that view, not the output DeviceArray (as ``fastpath._launch_fresh``):
+    dropping the result frees its block at once, for work enqueued later on this stream.
+    """
+    out[...] = fn(x._np(), views(index) if on_device else index)
+
+
+def read(a: DeviceArray, index: Any) -> DeviceArray:
+    """``a[index]`` for an advanced index: a new array, one kernel (a DeviceArray mask: sized, blocks)."""
+    shape_index, kernel_index, arrays, masks, advanced = _parse(a, index)
+    if masks:
+        return blocking(_masked_plan(a, shape_index, kernel_index, advanced))  # type: ignore[no-any-return]
+    shape = _ghost(a._shape)[shape_index].shape  # numpy's IndexError for host indices out of bounds
+    dev = a._dev
+    s = stream_of(dev)
+    out = new_array(dev, shape, a._dtype, s, True)
+    if out._view is not None:  # else empty: nothing to read
+        s.launch(read_kernel, (operator.getitem, out._view, a, kernel_index, bool(arrays)), (a, *arrays), (out,))
+    return out
+
+
+def _take(index: tuple[Any, ...], positions: tuple[int, ...], host: Any, *masks: Any) -> Any:
+    """On the host copies: ``host[index]`` with the DeviceArrays at ``positions`` replaced by their copies."""
+    items = list(index)
+    for i, m in zip(positions, masks):
+        items[i] = m
+    return host[tuple(items)]
+
+
+def _masked_plan(a: DeviceArray, shape_index: tuple[Any, ...], kernel_index: tuple[Any, ...], advanced: int) -> Plan:
+    if advanced == 1:  # the mask alone: numpy checks its shape (on an all-True ghost) here, at the call
+        _ghost(a._shape)[shape_index]
+    positions = tuple(i for i, x in enumerate(kernel_index) if type(x) is DeviceArray)
+    inputs = (a, *(kernel_index[i] for i in positions))
+    compute = functools.partial(_take, kernel_index, positions)
+    return Plan(a._dev, inputs, compute, "a[mask] with a boolean DeviceArray mask", "getitem(a, index)")
+
+
+def index_plan(a: Any, index: Any) -> Plan | None:
+    """The sized plan of ``a[index]`` when the index holds a boolean DeviceArray, else None (no wait needed)."""
+    if type(a) is not DeviceArray:
+        raise TypeError(f"mtia_async.getitem() takes a DeviceArray, got {type(a).__name__} {a!r:.60}")
+    if check_index(index) is not None:
+        return None
+    shape_index, kernel_index, _, masks, advanced = _parse(a, index)
+    return _masked_plan(a, shape_index, kernel_index, advanced) if masks else None
+
+
+def getitem(a: Any, index: Any) -> DeviceArray:
+    """``a[index]``, for any index: blocks only for a boolean DeviceArray mask (its size depends on the data).
+
+    Raises:
+        RuntimeError: a boolean DeviceArray mask on an event-loop thread, in a trio task
+            or inside a kernel (``await mtia_async.getitem(a, index)`` there).
+        IndexError: host indices out of bounds (numpy's error).
+    """
+    if type(a) is not DeviceArray:
+        raise TypeError(f"mtia_async.getitem() takes a DeviceArray, got {type(a).__name__} {a!r:.60}")
+    return a[index]
+
+
+# --- writing --------------------------------------------------------------------------------------------
+@with_function
+def write_kernel(fn: Any, x: DeviceArray, index: tuple[Any, ...], value: Any, on_device: bool) -> None:
+    """``x[index] = value`` (``fn`` is ``operator.setitem``) on numpy views (``on_device``: as ``read_kernel``)."""
+    fn(x._np(), views(index) if on_device else index, as_view(value))
+
+
+def write(a: DeviceArray, index: Any, value: Any) -> None:
+    """``a[index] = value`` for an advanced index: one kernel writing ``a``, never a wait."""
+    shape_index, kernel_index, arrays, masks, advanced = _parse(a, index)
+    dev = a._dev
+    src: Any
+    if type(value) is DeviceArray:
+        if value._dev is not dev:
+            raise ValueError(two_devices(dev, value._dev))
+        src, vshape = value, value._shape
+        arrays.append(value)
+    elif type(value) in SCALARS or isinstance(value, np.generic):
+        src, vshape = _scalar_source(a._dtype, value), ()  # numpy's conversion errors, here
+    else:
+        src = np.array(value, dtype=a._dtype)  # numpy's conversion errors, and a private snapshot
+        vshape = src.shape
+    target = _ghost(a._shape)
+    if not masks:  # numpy checks the indices and the value's shape on ghosts
+        target[shape_index] = _ghost(vshape)
+    elif advanced == 1:  # the mask's shape; the value against its count of True is the kernel's check
+        target[shape_index]
+    if a._block is not None:
+        on_device = len(arrays) > (type(value) is DeviceArray)  # DeviceArrays in the index
+        stream_of(dev).launch(write_kernel, (operator.setitem, a, kernel_index, src, on_device), arrays, (a,))
+
+
+def fill(a: DeviceArray, value: Any) -> None:
+    """``a.fill(value)``: one fill kernel; ``value`` is converted to ``a``'s dtype here (numpy's errors)."""
+    if type(value) is DeviceArray:
+        raise TypeError("DeviceArray.fill() takes a scalar, not a DeviceArray; copy one with a[...] = v")
+    src = _scalar_source(a._dtype, value)
+    if a._block is not None:
+        stream_of(a._dev).launch(fill_kernel, (a, src[()]), (), (a,))
