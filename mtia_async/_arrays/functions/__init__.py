@@ -6,6 +6,8 @@
 ``creation``     ``empty_like`` ... ``full_like``; ``arange``, ``linspace``, ``eye``
 ``sized``        results sized by the data: ``nonzero``, ``unique``, ``histogram``, ...
 ``indexing``     integer-array and mask indexing (``a[idx]``, ``a[idx] = v``), ``fill``
+``selection``    ``where``, ``clip``, ``take``, ``take_along_axis``, ``put``, ``compress``
+``statistics``   ``average``, ``median``, ``percentile``, ``quantile`` (and the ``nan*`` forms)
 ===============  ===================================================================
 
 Importing the package registers every family (``array`` imports it last).
@@ -15,3 +17,5 @@ from . import creation as creation
 from . import indexing as indexing
 from . import registry as registry
 from . import sized as sized
+from . import selection as selection
+from . import statistics as statistics
