@@ -344,10 +344,6 @@ class DeviceArray(ArrayMethods):
         """A new C-contiguous array with the same values (a kernel on the current stream)."""
         return transfer.astype(self, self._dtype, True)
 
-    def astype(self, dtype: object, copy: bool = True) -> DeviceArray:
-        """A converted copy (numpy's unsafe casting); ``self`` if ``copy=False`` and dtype matches."""
-        return transfer.astype(self, dtype, copy)
-
     def to(self, device: object) -> DeviceArray:
         """This array on ``device``: ``self`` if already there, else a copy.
 

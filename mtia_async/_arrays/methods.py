@@ -53,6 +53,101 @@ class ArrayMethods:
     # --- linear algebra, sorting and scans ----------------------------------------------
 
     # --- data-dependent results and conveniences -------------------------------------
+    def nonzero(self) -> tuple[Any, ...]:
+        """The indices of the non-zero elements, one intp DeviceArray per axis, as ``numpy.nonzero``.
+
+        Blocks until the values are known (on an event loop it raises ``RuntimeError``:
+        use ``await mtia_async.nonzero(a)`` there).
+        """
+        a: Any = self
+        result: tuple[Any, ...] = np.nonzero(a)
+        return result
+
+    def item(self, *args: Any) -> Any:
+        """One element as a Python scalar, as ``ndarray.item(*args)``: ``await a.item()`` on an event loop.
+
+        On an asyncio event-loop thread or in a trio task it returns an awaitable of the
+        value (the copy of that one element is enqueued at the call); elsewhere it blocks.
+
+        Raises:
+            IndexError, ValueError: numpy's, for bad arguments (at the call).
+            RuntimeError: inside a kernel.
+            KernelError: a kernel before the call failed on that stream (when the value is read).
+        """
+        from .functions import sized
+
+        a: Any = self
+        return sized.item(a, args)
+
+    def tolist(self) -> Any:
+        """The values as nested Python lists, as ``ndarray.tolist``: ``await a.tolist()`` on an event loop.
+
+        Blocks, or returns an awaitable on an event-loop thread, as ``item()``.
+        """
+        from .functions import sized
+
+        a: Any = self
+        return sized.tolist(a)
+
+    def fill(self, value: Any) -> None:
+        """Set every element to ``value`` (a fill kernel); numpy's conversion errors at the call."""
+        from .functions import indexing
+
+        a: Any = self
+        indexing.fill(a, value)
+
+    def view(self, dtype: Any = None, type: Any = None) -> Any:
+        """A view of the same memory reinterpreted as ``dtype``, by numpy's rules; no kernel.
+
+        Raises:
+            ValueError: numpy's, when the last axis cannot be reinterpreted (not contiguous,
+                or its byte size not a multiple of the new item size).
+            TypeError: an ndarray subclass as ``type`` (a DeviceArray is no host array).
+        """
+        import builtins
+
+        from .checks import check_dtype
+
+        if type is not None or (isinstance(dtype, builtins.type) and issubclass(dtype, np.ndarray)):
+            raise TypeError("DeviceArray.view(type=...) is not supported: a DeviceArray's view is a DeviceArray")
+        a: Any = self
+        v = a._np().view() if dtype is None else a._np().view(check_dtype(dtype))
+        new = a._derive(v)
+        new._dtype = v.dtype
+        return new
+
+    def astype(self, dtype: Any, order: Any = "K", casting: str = "unsafe", subok: bool = True, copy: bool = True) -> Any:
+        """A converted copy, as ``ndarray.astype`` (a kernel); ``self`` if ``copy=False`` and dtype matches.
+
+        ``casting`` is checked at the call with numpy's rules and error; the copy is
+        C-ordered (``order`` ``"K"``, ``"A"`` or ``"C"``; ``"F"`` only for up to one dimension).
+
+        Raises:
+            TypeError: the cast is not allowed under ``casting`` (numpy's error), or an unsupported dtype.
+            ValueError: a bad ``order`` or ``casting`` (numpy's errors).
+        """
+        import builtins
+
+        from . import transfer
+        from .checks import check_dtype
+
+        a: Any = self
+        dt = check_dtype(dtype)
+        if order is not None and order not in ("K", "A", "C", "F"):
+            raise ValueError(f"order must be one of 'C', 'F', 'A', or 'K' (got {order!r})")
+        if not isinstance(casting, str):
+            raise TypeError(f"casting must be str, not {builtins.type(casting).__name__}")
+        if casting == "same_value":  # numpy 2.4's check of every value: an error only the kernel could find
+            raise TypeError("DeviceArray.astype(casting='same_value') is not supported; compare a.astype(t).astype(a.dtype) == a")
+        if casting not in ("no", "equiv", "safe", "same_kind", "unsafe"):
+            raise ValueError(
+                f"casting must be one of 'no', 'equiv', 'safe', 'same_kind', 'unsafe', 'same_value' (got {casting!r})"
+            )
+        if casting != "unsafe" and not np.can_cast(a._dtype, dt, casting):  # type: ignore[arg-type]
+            raise TypeError(f"Cannot cast array data from {a._dtype!r} to {dt!r} according to the rule {casting!r}")
+        if order == "F" and a.ndim > 1:
+            raise TypeError("DeviceArray.astype(order='F') is not supported: DeviceArray copies are C-ordered")
+        return transfer.astype(a, dt, bool(copy))
 
 
 _ = (np, Any)  # used by the methods above as they are added
