@@ -228,6 +228,9 @@ def test_take_out_and_bounds() -> None:
     assert np.take(a, [3, 0], axis=1, out=out) is out
     same(out, np.take(x, [3, 0], axis=1))
     same(np.take(a, 5), np.take(x, 5))  # a scalar index: a 0-d result
+    row = out[0]
+    assert np.take(x, [0, 11], out=row) is row  # a host array with a DeviceArray out= (a view)
+    same(out, np.array([[0.0, 11.0], [7.0, 4.0], [11.0, 8.0]]))
     same(np.take(a, (1, -1)), np.take(x, (1, -1)))
     with pytest.raises(IndexError, match="index 12 is out of bounds for axis 0 with size 12"):
         np.take(a, [1, 12])  # host indices: checked at the call

@@ -118,6 +118,9 @@ def test_median_out_overwrite_input_and_nan() -> None:
     close(out, np.median(x, axis=0, out=np.empty(3, np.float32)))
     b = mtia.asarray(np.arange(7.0)[::-1].copy())
     close(np.median(b, overwrite_input=True), 3.0)  # the input may be reordered by the kernel
+    host_out = mtia.empty(3)  # a host `a` with a DeviceArray out=: `a` is copied to out's device
+    assert np.median(x.astype(np.float32), axis=0, out=host_out) is host_out
+    close(host_out, np.median(x.astype(np.float32), axis=0))
     with pytest.raises(np.exceptions.AxisError):
         np.median(a, axis=2)
     with pytest.raises(ValueError, match="repeated axis"):
@@ -221,6 +224,8 @@ def test_average_errors() -> None:
     compare(lambda: np.average(a, weights=np.ones(3)), lambda: np.average(x, weights=np.ones(3)))
     compare(lambda: np.average(a, axis=1, weights=np.ones(2)), lambda: np.average(x, axis=1, weights=np.ones(2)))
     compare(lambda: np.average(a, axis=2), lambda: np.average(x, axis=2))
+    w = np.array([1.0, 2.0, 3.0])
+    close(np.average(x, axis=1, weights=mtia.asarray(w)), np.average(x, axis=1, weights=w))  # host a, device weights
     with pytest.raises(ValueError, match="two devices"):
         np.average(a, weights=mtia.ones((2, 3), device=1))
     mtia.synchronize()

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
-from ..array import SCALARS, DeviceArray, as_view
+from ..._core.context import stream_of
+from ..array import SCALARS, DeviceArray, as_view, new_array
 from ..caches import int_key, value_key
 from ..checks import check_dtype
 from ..dispatch import array_ufunc
@@ -32,7 +33,7 @@ from ..transfer import from_host
 from .common import assign_kernel, device_of, launch, on_device, out_kernel, remember, target, with_function
 from .registry import implements, unsupported
 
-__all__ = ["array_arg", "clip", "compress", "put", "take", "take_along_axis", "where"]
+__all__ = ["array_arg", "clip", "fresh", "compress", "put", "take", "take_along_axis", "where"]
 
 _NOT_GIVEN: Any = object()
 _NO_VALUE: Any = np._NoValue  # numpy's "argument not given"
@@ -63,6 +64,19 @@ def array_arg(x: Any, dev: Any, name: str) -> DeviceArray:
     return x if type(x) is DeviceArray else from_host(x, None, dev)
 
 
+def fresh(out: Any, shape: tuple[int, ...], dt: Any, dev: Any, name: str) -> tuple[DeviceArray, Any]:
+    """The output (``target``) and what its kernel writes: a new array's numpy view, built here, or ``out``.
+
+    A kernel holding the new array's view rather than the array lets a result the caller
+    drops free its block at once, on the caller (as ``fastpath._launch_fresh`` does).
+    """
+    if out is None:
+        result = new_array(dev, shape, check_dtype(dt), stream_of(dev), True)
+        return result, result._view
+    result = target(out, shape, dt, dev, name)
+    return result, result
+
+
 def _host_indices(indices: Any) -> np.ndarray[Any, Any]:
     """A private intp copy of host indices numpy accepted, converted as numpy converts them."""
     return np.array(indices, dtype=np.intp)
@@ -75,7 +89,7 @@ def _where_meta(c: Any, x: Any, y: Any) -> tuple[tuple[int, ...], np.dtype[Any]]
 
 
 @with_function
-def _where_kernel(fn: Any, c: Any, x: Any, y: Any, out: DeviceArray) -> None:
+def _where_kernel(fn: Any, c: Any, x: Any, y: Any, out: Any) -> None:
     np.copyto(as_view(out), fn(as_view(c), as_view(x), as_view(y)))  # numpy's where has no out=
 
 
@@ -94,15 +108,15 @@ def where(condition: Any, x: Any = _NOT_GIVEN, y: Any = _NOT_GIVEN) -> Any:
     if type(y) is not DeviceArray:
         y = on_device(y, dev, "where")
     shape, dt = remember(("where", _key(c), _key(x), _key(y)), lambda: _where_meta(c, x, y))
-    out = target(None, shape, dt, dev, "where")
-    if out._block is not None:
-        launch(dev, _where_kernel, (np.where, c, x, y, out), (c, x, y), (out,))
+    out, z = fresh(None, shape, dt, dev, "where")
+    if z is not None:
+        launch(dev, _where_kernel, (np.where, c, x, y, z), (c, x, y), (out,))
     return out
 
 
 # --- clip ----------------------------------------------------------------------------------------
 @with_function
-def _ufunc_kernel(uf: Any, ins: tuple[Any, ...], out: DeviceArray) -> None:
+def _ufunc_kernel(uf: Any, ins: tuple[Any, ...], out: Any) -> None:
     if len(ins) == 3:
         uf(as_view(ins[0]), as_view(ins[1]), as_view(ins[2]), out=as_view(out))
     else:
@@ -147,9 +161,9 @@ def clip(a: Any, a_min: Any = _NO_VALUE, a_max: Any = _NO_VALUE, out: Any = None
     shape, dt = remember(("clip", uf, key), general)
     if first:
         return first[0]
-    result = target(None, shape, dt, a._dev, "clip")  # a call seen before: allocate and enqueue
-    if result._block is not None:
-        launch(a._dev, _ufunc_kernel, (uf, ins, result), ins, (result,))
+    result, z = fresh(None, shape, dt, a._dev, "clip")  # a call seen before: allocate and enqueue
+    if z is not None:
+        launch(a._dev, _ufunc_kernel, (uf, ins, z), ins, (result,))
     return result
 
 
@@ -189,7 +203,7 @@ def _out_arg(out: Any, name: str) -> None:
 
 
 @with_function
-def _take_kernel(fn: Any, a: DeviceArray, idx: Any, axis: Any, mode: Any, out: DeviceArray) -> None:
+def _take_kernel(fn: Any, a: DeviceArray, idx: Any, axis: Any, mode: Any, out: Any) -> None:
     as_view(a).take(as_view(idx), axis, as_view(out), mode)  # fn: numpy.take, which calls this method
 
 
@@ -213,9 +227,9 @@ def take(a: Any, indices: Any, axis: Any = None, out: Any = None, mode: Any = "r
     if idx.size and (n == 0 or not device and mode != "wrap" and mode != "clip" and _out_of_bounds(idx, n)):
         stand_in = np.broadcast_to(np.intp(0), idx.shape) if device else idx
         _blank(a._shape).take(stand_in, axis, None, mode)  # numpy's IndexError, if numpy raises one here
-    result = target(out, shape, a._dtype, a._dev, "take")
+    result, z = fresh(out, shape, a._dtype, a._dev, "take")
     if result.size:
-        launch(a._dev, _take_kernel, (np.take, a, idx, axis, mode, result), (a, idx), (result,))
+        launch(a._dev, _take_kernel, (np.take, a, idx, axis, mode, z), (a, idx), (result,))
     return result
 
 

@@ -27,7 +27,7 @@ from ..checks import check_dtype
 from ..shapes import pattern, reduced
 from .common import device_of, launch, remember, target, with_function
 from .registry import implements, unsupported
-from .selection import array_arg
+from .selection import array_arg, fresh
 
 __all__ = ["average", "median", "nanmedian", "nanpercentile", "nanquantile", "percentile", "quantile"]
 
@@ -50,14 +50,15 @@ def _weights(weights: Any, a: DeviceArray, axis: Any) -> DeviceArray:
     return w
 
 
-def _stat_target(out: Any, shape: tuple[int, ...], dt: np.dtype[Any], a: DeviceArray, name: str) -> DeviceArray:
+def _stat_target(out: Any, shape: tuple[int, ...], dt: Any, a: DeviceArray, name: str) -> tuple[DeviceArray, Any]:
+    """The output (``out`` checked, or a new array) and what the kernel writes (``fresh``)."""
     if out is not None and type(out) is not DeviceArray:
         raise TypeError(f"out= of numpy.{name}() on DeviceArrays must be a DeviceArray, got {type(out).__name__}")
-    return target(out, shape, dt, a._dev, name)
+    return fresh(out, shape, dt, a._dev, name)
 
 
 @with_function
-def _stat_kernel(fn: Any, a: DeviceArray, q: Any, kw: dict[str, Any], out: DeviceArray) -> None:
+def _stat_kernel(fn: Any, a: DeviceArray, q: Any, kw: dict[str, Any], out: Any) -> None:
     """``fn(a[, q], out=out, **kw)``; a DeviceArray ``weights`` in ``kw`` is given as its view."""
     w = kw.get("weights")
     if type(w) is DeviceArray:
@@ -71,7 +72,8 @@ def _stat_kernel(fn: Any, a: DeviceArray, q: Any, kw: dict[str, Any], out: Devic
 # --- median ----------------------------------------------------------------------------------------
 def _median(fn: Any, a: Any, axis: Any, out: Any, overwrite_input: Any, keepdims: Any) -> DeviceArray:
     name = fn.__name__
-    a = array_arg(a, device_of((a, out)), name)
+    if type(a) is not DeviceArray:  # host data: copied to the device of the other arguments
+        a = array_arg(a, device_of((a, out)), name)
     shape = reduced(a._shape, _axes(axis, a.ndim), keepdims is not _NO_VALUE and bool(keepdims))
     odt = None if out is None or type(out) is not DeviceArray else out._dtype
 
@@ -83,12 +85,12 @@ def _median(fn: Any, a: Any, axis: Any, out: Any, overwrite_input: Any, keepdims
         return dt
 
     dt = remember((name, a._dtype, odt), resolve)
-    result = _stat_target(out, shape, dt, a, name)
+    result, z = _stat_target(out, shape, dt, a, name)
     if result.size:
         kw = {"axis": axis, "overwrite_input": overwrite_input}
         if keepdims is not _NO_VALUE:
             kw["keepdims"] = keepdims
-        launch(a._dev, _stat_kernel, (fn, a, None, kw, result), (a,), (result, a) if overwrite_input else (result,))
+        launch(a._dev, _stat_kernel, (fn, a, None, kw, z), (a,), (result, a) if overwrite_input else (result,))
     return result
 
 
@@ -120,7 +122,8 @@ def _quantiles(fn: Any, scale: int, a: Any, q: Any, axis: Any, out: Any, overwri
     name = fn.__name__
     if type(q) is DeviceArray:
         raise unsupported(name, "q must be a scalar or host data: numpy validates its values; pass q.numpy()")
-    a = array_arg(a, device_of((a, out, weights)), name)
+    if type(a) is not DeviceArray:  # host data: copied to the device of the other arguments
+        a = array_arg(a, device_of((a, out, weights)), name)
     if a._dtype.kind == "c":
         raise TypeError("a must be an array of real numbers")
     weak = type(q) in (int, float)  # numpy promotes a Python scalar q weakly
@@ -157,11 +160,11 @@ def _quantiles(fn: Any, scale: int, a: Any, q: Any, axis: Any, out: Any, overwri
         dt = resolve()
     if a.size == 0 and 0 not in shape and fn in _ERROR_ON_EMPTY:  # numpy's IndexError for empty slices
         fn(np.ones(pattern(a._shape), a._dtype), q, axis=axis, method=method)
-    result = _stat_target(out, shape, dt, a, name)
+    result, z = _stat_target(out, shape, dt, a, name)
     if result.size:
         if w is not None:
             kw["weights"] = w
-        launch(a._dev, _stat_kernel, (fn, a, q, kw, result), (a, w), (result, a) if overwrite_input else (result,))
+        launch(a._dev, _stat_kernel, (fn, a, q, kw, z), (a, w), (result, a) if overwrite_input else (result,))
     return result
 
 
@@ -205,7 +208,8 @@ def _average_kernel(fn: Any, a: DeviceArray, axis: Any, w: Any, kw: dict[str, An
 
 @implements(np.average)
 def average(a: Any, axis: Any = None, weights: Any = None, returned: bool = False, *, keepdims: Any = _NO_VALUE) -> Any:
-    a = array_arg(a, device_of((a, weights)), "average")
+    if type(a) is not DeviceArray:  # host data: copied to the device of the other arguments
+        a = array_arg(a, device_of((a, weights)), "average")
     axes = None if axis is None else _axes(axis, a.ndim, "axis")
     kw = {} if keepdims is _NO_VALUE else {"keepdims": keepdims}
     w = None if weights is None else _weights(weights, a, axes)
