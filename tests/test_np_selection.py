@@ -384,3 +384,16 @@ def test_results_live_on_the_arguments_device() -> None:
         same(r, e)
     np.put(a, [0], mtia.asarray([9.0], device=1))
     same(a, np.where(np.arange(6).reshape(2, 3) == 0, 9.0, x))
+
+
+async def test_from_an_event_loop_nothing_waits() -> None:
+    """Every selection function only enqueues: called on the event loop, the results are awaited."""
+    x = np.arange(6.0).reshape(2, 3)
+    a = mtia.asarray(x)
+    results = [np.where(a > 2, a, 0), np.clip(a, 1, 4), a.take([5, 0]), np.take_along_axis(a, np.zeros((2, 1), int), 1),
+               np.compress([True, False], a, axis=0)]  # fmt: skip
+    a.put([0], 9.0)
+    expected = [np.where(x > 2, x, 0), np.clip(x, 1, 4), x.take([5, 0]), x[:, :1], x[:1]]
+    for r, e in zip(results, expected):
+        np.testing.assert_array_equal(await r.to_host(), e)
+    assert (await a.to_host())[0, 0] == 9.0

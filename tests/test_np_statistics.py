@@ -242,3 +242,13 @@ def test_results_live_on_the_arguments_device() -> None:
                  np.average(x, axis=1, weights=[1, 2, 3])), (np.nanmedian(a), np.nanmedian(x))]:  # fmt: skip
         assert r.device == 1
         close(r, e)
+
+
+async def test_from_an_event_loop_nothing_waits() -> None:
+    """Every statistics function only enqueues: called on the event loop, the results are awaited."""
+    x = np.array([[3.0, 7.0, 1.0], [4.0, 2.0, 6.0]])
+    a = mtia.asarray(x)
+    results = [np.median(a, axis=1), np.percentile(a, [10, 90]), np.quantile(a, 0.5), np.average(a, weights=x)]
+    expected = [np.median(x, axis=1), np.percentile(x, [10, 90]), np.quantile(x, 0.5), np.average(x, weights=x)]
+    for r, e in zip(results, expected):
+        np.testing.assert_allclose(await r.to_host(), e)
