@@ -228,7 +228,9 @@ def take(a: Any, indices: Any, axis: Any = None, out: Any = None, mode: Any = "r
         stand_in = np.broadcast_to(np.intp(0), idx.shape) if device else idx
         _blank(a._shape).take(stand_in, axis, None, mode)  # numpy's IndexError, if numpy raises one here
     result, z = fresh(out, shape, a._dtype, a._dev, "take")
-    if result.size:
+    if result._block is not None:  # not empty
+        if not device and mode == "raise":
+            mode = "wrap"  # checked above: the same elements, and numpy does not buffer the output for it
         launch(a._dev, _take_kernel, (np.take, a, idx, axis, mode, z), (a, idx), (result,))
     return result
 
