@@ -74,10 +74,10 @@ class ArrayMethods:
             RuntimeError: inside a kernel.
             KernelError: a kernel before the call failed on that stream (when the value is read).
         """
-        from .functions import sized
+        from .functions import indexing
 
         a: Any = self
-        return sized.item(a, args)
+        return indexing.item(a, args)
 
     def tolist(self) -> Any:
         """The values as nested Python lists, as ``ndarray.tolist``: ``await a.tolist()`` on an event loop.

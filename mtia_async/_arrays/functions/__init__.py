@@ -5,7 +5,7 @@
 ``common``       devices, operands, outputs, ghosts (shape oracle), kernels, caching
 ``creation``     ``empty_like`` ... ``full_like``; ``arange``, ``linspace``, ``eye``
 ``sized``        results sized by the data: ``nonzero``, ``unique``, ``histogram``, ...
-``indexing``     integer-array and mask indexing (``a[idx]``, ``a[idx] = v``), ``fill``
+``indexing``     integer-array and mask indexing (``a[idx]``, ``a[idx] = v``), ``fill``, ``item``
 ``selection``    ``where``, ``clip``, ``take``, ``take_along_axis``, ``put``, ``compress``
 ``statistics``   ``average``, ``median``, ``percentile``, ``quantile`` (and the ``nan*`` forms)
 ===============  ===================================================================

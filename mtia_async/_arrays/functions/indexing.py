@@ -23,6 +23,9 @@ included; the value is a scalar or host data (converted to ``a``'s dtype at the 
 numpy's errors) or a DeviceArray of the same device. What depends on device values
 (an index DeviceArray out of bounds, a value whose length must match a mask's count of
 True) is an error in the kernel: ``KernelError`` at the next wait.
+
+Also here: ``a.fill(value)`` (one fill kernel) and ``a.item(*args)``, which picks the
+element's 0-d view (numpy's checks on a ghost) and reads it with ``sized.read_value``.
 """
 
 from __future__ import annotations
@@ -39,9 +42,9 @@ from ..checks import check_index, two_devices
 from ..transfer import _scalar_source, fill_kernel
 from ..caches import cache_put
 from .common import views, with_function
-from .sized import Plan, blocking
+from .sized import Plan, blocking, device_array, read_value
 
-__all__ = ["fill", "getitem", "index_plan", "read", "read_kernel", "write", "write_kernel"]
+__all__ = ["fill", "getitem", "index_plan", "item", "read", "read_kernel", "write", "write_kernel"]
 
 _VOID = np.dtype([])  # itemsize 0: the indexed array's ghost holds no bytes
 _BOOL = np.dtype(np.bool_)
@@ -149,8 +152,7 @@ def _masked_plan(a: DeviceArray, shape_index: tuple[Any, ...], kernel_index: tup
 
 def index_plan(a: Any, index: Any) -> Plan | None:
     """The sized plan of ``a[index]`` when the index holds a boolean DeviceArray, else None (no wait needed)."""
-    if type(a) is not DeviceArray:
-        raise TypeError(f"mtia_async.getitem() takes a DeviceArray, got {type(a).__name__} {a!r:.60}")
+    a = device_array(a, "getitem")
     if check_index(index) is not None:
         return None
     shape_index, kernel_index, _, masks, advanced = _parse(a, index)
@@ -165,9 +167,7 @@ def getitem(a: Any, index: Any) -> DeviceArray:
             or inside a kernel (``await mtia_async.getitem(a, index)`` there).
         IndexError: host indices out of bounds (numpy's error).
     """
-    if type(a) is not DeviceArray:
-        raise TypeError(f"mtia_async.getitem() takes a DeviceArray, got {type(a).__name__} {a!r:.60}")
-    return a[index]
+    return device_array(a, "getitem")[index]
 
 
 # --- writing --------------------------------------------------------------------------------------------
@@ -180,6 +180,7 @@ def write_kernel(fn: Any, x: DeviceArray, index: tuple[Any, ...], value: Any, on
 def write(a: DeviceArray, index: Any, value: Any) -> None:
     """``a[index] = value`` for an advanced index: one kernel writing ``a``, never a wait."""
     shape_index, kernel_index, arrays, masks, advanced = _parse(a, index)
+    on_device = bool(arrays)  # DeviceArrays in the index: the kernel takes their views
     dev = a._dev
     src: Any
     if type(value) is DeviceArray:
@@ -198,7 +199,6 @@ def write(a: DeviceArray, index: Any, value: Any) -> None:
     elif advanced == 1:  # the mask's shape; the value against its count of True is the kernel's check
         target[shape_index]
     if a._block is not None:
-        on_device = len(arrays) > (type(value) is DeviceArray)  # DeviceArrays in the index
         stream_of(dev).launch(write_kernel, (operator.setitem, a, kernel_index, src, on_device), arrays, (a,))
 
 
@@ -209,3 +209,27 @@ def fill(a: DeviceArray, value: Any) -> None:
     src = _scalar_source(a._dtype, value)
     if a._block is not None:
         stream_of(a._dev).launch(fill_kernel, (a, src[()]), (), (a,))
+
+
+# --- item() -------------------------------------------------------------------------------------------
+def item(a: DeviceArray, args: tuple[Any, ...]) -> Any:
+    """``a.item(*args)``: the element as a Python scalar (awaitable on an event-loop thread).
+
+    numpy checks ``args`` on a ghost at the call; only the element's 0-d view is copied.
+    """
+    shape = a._shape
+    _ghost(shape).item(*args)  # numpy's IndexError / ValueError for bad arguments, nothing read
+    if not args:
+        where: tuple[int, ...] = (0,) * len(shape)
+    elif len(args) == 1 and type(args[0]) is not tuple:
+        flat = operator.index(args[0])
+        if flat < 0:
+            flat += a.size
+        rest = []
+        for n in reversed(shape):  # numpy's C order
+            flat, i = divmod(flat, n)
+            rest.append(i)
+        where = tuple(reversed(rest))
+    else:
+        where = tuple(args[0] if len(args) == 1 else args)
+    return read_value(a[where] if where else a, "DeviceArray.item()", np.ndarray.item)

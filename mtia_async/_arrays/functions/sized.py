@@ -31,7 +31,6 @@ the value (``await a.item()``); elsewhere they block and return it.
 from __future__ import annotations
 
 import functools
-import operator
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -42,10 +41,8 @@ from ..._core.context import stream_of
 from ..._core.wait import wait_mark_async, wait_mark_blocking, wait_marks_async, wait_marks_blocking
 from ..._thread_role import blocking_refused, flags, running_async_library
 from ..array import DeviceArray, new_array
-from ..caches import cache_put
 from ..checks import check_dtype, two_devices
 from ..transfer import _copy_to_host, copy_kernel
-from .common import ghost
 from .registry import implements, unsupported
 
 if TYPE_CHECKING:
@@ -60,10 +57,11 @@ __all__ = [
     "flatnonzero",
     "flatnonzero_plan",
     "histogram",
+    "device_array",
     "histogram_plan",
-    "item",
     "nonzero",
     "nonzero_plan",
+    "read_value",
     "tolist",
     "unique",
     "unique_plan",
@@ -170,7 +168,8 @@ async def awaited(plan: Plan) -> Any:
 
 
 # --- the functions -----------------------------------------------------------------------------------
-def _device_array(a: Any, name: str) -> DeviceArray:
+def device_array(a: Any, name: str) -> DeviceArray:
+    """``a`` if it is a DeviceArray, else the ``TypeError`` of ``mtia_async.<name>()``."""
     if type(a) is not DeviceArray:
         raise TypeError(
             f"mtia_async.{name}() takes a DeviceArray, got {type(a).__name__} {a!r:.60}; for host data call numpy.{name}()"
@@ -180,7 +179,7 @@ def _device_array(a: Any, name: str) -> DeviceArray:
 
 def nonzero_plan(a: Any) -> Plan:
     """``numpy.nonzero(a)``: a tuple of intp DeviceArrays, one per axis."""
-    a = _device_array(a, "nonzero")
+    a = device_array(a, "nonzero")
     if not a._shape:
         raise ValueError("Calling nonzero on 0d arrays is not allowed. Use np.atleast_1d(scalar).nonzero() instead.")
     return Plan(a._dev, (a,), np.nonzero, "numpy.nonzero()", "nonzero(a)")
@@ -188,20 +187,20 @@ def nonzero_plan(a: Any) -> Plan:
 
 def argwhere_plan(a: Any) -> Plan:
     """``numpy.argwhere(a)``: an intp DeviceArray of shape ``(N, a.ndim)``."""
-    a = _device_array(a, "argwhere")
+    a = device_array(a, "argwhere")
     return Plan(a._dev, (a,), np.argwhere, "numpy.argwhere()", "argwhere(a)")
 
 
 def flatnonzero_plan(a: Any) -> Plan:
     """``numpy.flatnonzero(a)``: the indices of the non-zero elements of ``a.ravel()``."""
-    a = _device_array(a, "flatnonzero")
+    a = device_array(a, "flatnonzero")
     return Plan(a._dev, (a,), np.flatnonzero, "numpy.flatnonzero()", "flatnonzero(a)")
 
 
 def unique_plan(ar: Any, return_index: bool = False, return_inverse: bool = False, return_counts: bool = False,
                 axis: Any = None, *, equal_nan: bool = True, sorted: bool = True) -> Plan:  # fmt: skip
     """``numpy.unique(ar, ...)``: the sorted unique values (and the optional arrays), DeviceArrays."""
-    ar = _device_array(ar, "unique")
+    ar = device_array(ar, "unique")
     if axis is not None:
         axis = normalize_axis_index(axis, ar.ndim)  # numpy's AxisError, at the call
     compute = functools.partial(
@@ -307,40 +306,13 @@ def histogram(a: Any, bins: Any = 10, range: Any = None, density: Any = None, we
     return blocking(histogram_plan(a, bins, range, density, weights))
 
 
-# --- item() and tolist() ---------------------------------------------------------------------------------
-def _element(a: DeviceArray, args: tuple[Any, ...]) -> DeviceArray:
-    """The 0-d view of the element ``a.item(*args)`` reads (numpy's errors, from a ghost)."""
-    shape = a._shape
-    g = _GHOSTS.get(shape)
-    if g is None:
-        g = ghost(shape)
-        cache_put(_GHOSTS, shape, g)
-    g.item(*args)  # numpy's IndexError / ValueError for bad arguments, nothing read
-    if not args:
-        where: tuple[int, ...] = (0,) * len(shape)
-    elif len(args) == 1 and type(args[0]) is not tuple:
-        flat = operator.index(args[0])
-        if flat < 0:
-            flat += a.size
-        rest = []
-        for n in reversed(shape):  # numpy's C order
-            flat, i = divmod(flat, n)
-            rest.append(i)
-        where = tuple(reversed(rest))
-    else:
-        where = tuple(args[0] if len(args) == 1 else args)
-    return a[where] if where else a
-
-
-_GHOSTS: dict[tuple[int, ...], Any] = {}  # shape -> ghost, for item()'s checks
-
-
+# --- item() (functions.indexing picks the element) and tolist() ------------------------------------
 async def _value(box: list[Any], mark: Any, what: str, convert: Callable[[Any], Any]) -> Any:
     await wait_mark_async(mark, what)
     return convert(box[0])
 
 
-def _read(a: DeviceArray, what: str, convert: Callable[[Any], Any]) -> Any:
+def read_value(a: DeviceArray, what: str, convert: Callable[[Any], Any]) -> Any:
     """Copy ``a`` to the host at the call: the converted value, or an awaitable of it on an event loop."""
     if flags.worker:
         raise RuntimeError(blocking_refused(what))
@@ -354,11 +326,6 @@ def _read(a: DeviceArray, what: str, convert: Callable[[Any], Any]) -> Any:
     return convert(box[0])
 
 
-def item(a: DeviceArray, args: tuple[Any, ...]) -> Any:
-    """``a.item(*args)``: the element as a Python scalar, awaitable on an event-loop thread."""
-    return _read(_element(a, args), "DeviceArray.item()", np.ndarray.item)
-
-
 def tolist(a: DeviceArray) -> Any:
     """``a.tolist()``: nested Python lists of Python scalars, awaitable on an event-loop thread."""
-    return _read(a, "DeviceArray.tolist()", np.ndarray.tolist)
+    return read_value(a, "DeviceArray.tolist()", np.ndarray.tolist)
