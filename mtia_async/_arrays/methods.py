@@ -21,6 +21,31 @@ class ArrayMethods:
     __slots__ = ()
 
     # --- shaping and joining -------------------------------------------------------------
+    def ravel(self, order: Any = "C") -> Any:
+        """The elements as a 1-d array, as ``numpy.ravel``: a view when numpy gives one, else a copy kernel."""
+        a: Any = self
+        return np.ravel(a, order)
+
+    def flatten(self, order: Any = "C") -> Any:
+        """The elements as a new 1-d array (always a copy: a kernel), as ``ndarray.flatten``."""
+        a: Any = self
+        flat: Any = np.ravel(a, order)
+        return flat if flat._base is None else flat.copy()  # ravel copied already, or gave a view
+
+    def squeeze(self, axis: Any = None) -> Any:
+        """A view without the length-1 axes (``axis``: only those), as ``numpy.squeeze``."""
+        a: Any = self
+        return np.squeeze(a, axis)
+
+    def swapaxes(self, axis1: Any, axis2: Any) -> Any:
+        """A view with ``axis1`` and ``axis2`` interchanged, as ``numpy.swapaxes``."""
+        a: Any = self
+        return np.swapaxes(a, axis1, axis2)
+
+    def repeat(self, repeats: Any, axis: Any = None) -> Any:
+        """Each element repeated ``repeats`` times (a host int or sequence), as ``numpy.repeat`` (a kernel)."""
+        a: Any = self
+        return np.repeat(a, repeats, axis)
 
     # --- selection -----------------------------------------------------------------------
     def clip(self, min: Any = None, max: Any = None, out: Any = None, **kwargs: Any) -> Any:

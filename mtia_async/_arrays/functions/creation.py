@@ -254,6 +254,20 @@ def _linspace(start: Any, stop: Any, num: Any, endpoint: Any, retstep: Any, dtyp
         raise ValueError(f"Number of samples, {num}, must be non-negative.")
     if dtype is not None:
         dtype = check_dtype(dtype)
+    if isinstance(start, _NUMBER) and isinstance(stop, _NUMBER):  # scalar ends, the common case: in short
+        if dev is None:
+            dev = device_impl(None)
+        key = ("linspace", _kind(start), _kind(stop), num, dtype, axis)
+        shape, out_dt, dt, _ = remember(key, lambda: _linspace_meta(start, stop, num, dtype, axis))
+        s = stream_of(dev)
+        out = new_array(dev, shape, out_dt, s)
+        if out._block is not None:
+            kw = {"num": num, "endpoint": endpoint, "dtype": out_dt, "axis": axis}
+            s.launch(_linspace_kernel, (np.linspace, out, None, start, stop, kw), (), (out,))
+        if not retstep:
+            return out
+        div = (num - 1) if endpoint else num
+        return out, (np.subtract(stop, start, dtype=type(dt)) / div if div > 0 else math.nan)
     found = device_of((start, stop))
     if dev is None:
         dev = device_impl(None) if found is None else found
