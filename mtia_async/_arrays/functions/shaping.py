@@ -73,7 +73,7 @@ def ravel(a: Any, order: Any = "C") -> DeviceArray:
     if order == "C" and v.flags.c_contiguous or order == "F" and v.flags.f_contiguous or (
         order == "K" and _keeps_a_view(v)
     ):  # fmt: skip
-        return x._derive(np.ravel(v, order))
+        return x._derive(v.ravel(order))
     s = stream_of(x._dev)
     out = new_array(x._dev, (v.size,), x._dtype, s)
     if out._block is not None:
@@ -85,7 +85,7 @@ def ravel(a: Any, order: Any = "C") -> DeviceArray:
 @implements(np.squeeze)
 def squeeze(a: Any, axis: Any = None) -> DeviceArray:
     x = _array(a, "squeeze")
-    return x._derive(np.squeeze(x._np(), axis))
+    return x._derive(x._np().squeeze(axis))  # the method np.squeeze calls, without its dispatch
 
 
 @implements(np.expand_dims)
@@ -103,7 +103,7 @@ def moveaxis(a: Any, source: Any, destination: Any) -> DeviceArray:
 @implements(np.swapaxes)
 def swapaxes(a: Any, axis1: Any, axis2: Any) -> DeviceArray:
     x = _array(a, "swapaxes")
-    return x._derive(np.swapaxes(x._np(), axis1, axis2))
+    return x._derive(x._np().swapaxes(axis1, axis2))
 
 
 @implements(np.flip)
