@@ -9,6 +9,7 @@ base shows in the view, in stream order.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -333,3 +334,28 @@ def test_joining_on_device_1_stays_there() -> None:
     for r in (np.concatenate([a, a]), np.stack([a, a]), np.hstack([a, np.ones((2, 1), np.int64)]), np.roll(a, 1),
               np.tile(a, 2), np.repeat(a, 2), np.ravel(a.T), a.flatten()):  # fmt: skip
         assert r.device == 1
+
+
+def test_a_dropped_result_frees_its_block_at_once() -> None:
+    """The kernels hold a new output's numpy view, not the array: dropping the result frees its block
+    on the caller at once, while its kernel is still queued (as the operators do)."""
+    a = mtia.arange(64, dtype=np.float32).reshape(8, 8)
+    gate = threading.Event()
+    mtia.launch(gate.wait, 10)  # holds the stream: nothing below runs before gate.set()
+    before = mtia.memory_allocated()
+    try:
+        np.concatenate([a, a])
+        np.stack([a, a], axis=1)
+        np.vstack([a, a])
+        np.roll(a, 3)
+        np.tile(a, 2)
+        np.repeat(a, 2)
+        np.repeat(a, [1, 2, 0, 1, 1, 1, 1, 1], axis=0)
+        np.ravel(a.T)
+        mtia.arange(100)
+        mtia.eye(9)
+        mtia.linspace(0, 1, 100)
+        assert mtia.memory_allocated() == before
+    finally:
+        gate.set()
+    mtia.synchronize()

@@ -159,7 +159,7 @@ def _arange_meta(start: Any, stop: Any, step: Any, dtype: Any) -> tuple[int, np.
 
 
 @with_function
-def _arange_kernel(fn: Any, out: DeviceArray, start: Any, stop: Any, step: Any) -> None:
+def _arange_kernel(fn: Any, out: Any, start: Any, stop: Any, step: Any) -> None:
     v = as_view(out)
     r = fn(start, stop, step, dtype=v.dtype)
     if r.shape != v.shape:  # cannot happen unless the caller's length rule drifted from numpy's
@@ -177,9 +177,9 @@ def _arange(start: Any, stop: Any, step: Any, dtype: Any, dev: DeviceImpl) -> De
     t = (type(start), type(stop), type(step))
     key = ("arange", start, stop, step, dtype) if t == (int, int, int) else None  # exact ints only
     n, dt = remember(key, lambda: _arange_meta(start, stop, step, dtype))
-    out = new_array(dev, (n,), dt, stream_of(dev))
-    if n:
-        stream_of(dev).launch(_arange_kernel, (np.arange, out, start, stop, step), (), (out,))
+    out = new_array(dev, (n,), dt, stream_of(dev), True)
+    if n:  # the kernel holds the output's numpy view, not the array: a dropped result frees at once
+        stream_of(dev).launch(_arange_kernel, (np.arange, out._view, start, stop, step), (), (out,))
     return out
 
 
@@ -220,7 +220,7 @@ def _np_arange(start: Any = _MISSING, stop: Any = None, step: Any = None, *, dty
 # --- linspace ------------------------------------------------------------------------------------
 @with_function
 def _linspace_kernel(
-    fn: Any, out: DeviceArray, step_out: DeviceArray | None, start: Any, stop: Any, kw: dict[str, Any]
+    fn: Any, out: Any, step_out: Any, start: Any, stop: Any, kw: dict[str, Any]
 ) -> None:
     y, step = fn(as_view(start), as_view(stop), retstep=True, **kw)
     np.copyto(as_view(out), y, casting="unsafe")
@@ -260,10 +260,10 @@ def _linspace(start: Any, stop: Any, num: Any, endpoint: Any, retstep: Any, dtyp
         key = ("linspace", _kind(start), _kind(stop), num, dtype, axis)
         shape, out_dt, dt, _ = remember(key, lambda: _linspace_meta(start, stop, num, dtype, axis))
         s = stream_of(dev)
-        out = new_array(dev, shape, out_dt, s)
-        if out._block is not None:
+        out = new_array(dev, shape, out_dt, s, True)
+        if out._view is not None:
             kw = {"num": num, "endpoint": endpoint, "dtype": out_dt, "axis": axis}
-            s.launch(_linspace_kernel, (np.linspace, out, None, start, stop, kw), (), (out,))
+            s.launch(_linspace_kernel, (np.linspace, out._view, None, start, stop, kw), (), (out,))
         if not retstep:
             return out
         div = (num - 1) if endpoint else num
@@ -282,17 +282,18 @@ def _linspace(start: Any, stop: Any, num: Any, endpoint: Any, retstep: Any, dtyp
     div = (num - 1) if endpoint else num
     s = stream_of(dev)
     start, stop = (on_device(x, dev, "linspace") if isinstance(x, np.ndarray) else x for x in (start, stop))
-    out = new_array(dev, shape, out_dt, s)
+    out = new_array(dev, shape, out_dt, s, True)
     step: Any = math.nan
     step_out = None
     if retstep and div > 0:
         if core or type(start) is DeviceArray or type(stop) is DeviceArray:
-            step = step_out = new_array(dev, core, dt, s)  # numpy gives an array: here a DeviceArray
+            step = step_out = new_array(dev, core, dt, s, True)  # numpy gives an array: here a DeviceArray
         else:
             step = np.subtract(stop, start, dtype=type(dt)) / div
     if out._block is not None or step_out is not None:
         kw = {"num": num, "endpoint": endpoint, "dtype": out_dt, "axis": axis}
-        launch(dev, _linspace_kernel, (np.linspace, out, step_out, start, stop, kw), (start, stop), (out, step_out))
+        views = (out._np(), None if step_out is None else step_out._np())
+        launch(dev, _linspace_kernel, (np.linspace, *views, start, stop, kw), (start, stop), (out, step_out))
     return (out, step) if retstep else out
 
 
@@ -322,7 +323,7 @@ def _np_linspace(start: Any, stop: Any, num: Any = 50, endpoint: Any = True, ret
 
 # --- eye, identity --------------------------------------------------------------------------------
 @with_function
-def _eye_kernel(fn: Any, out: DeviceArray, k: int) -> None:
+def _eye_kernel(fn: Any, out: Any, k: int) -> None:
     """numpy's own ``eye`` (``fn``, named in failures), written into ``out``."""
     m = as_view(out)
     m.fill(0)
@@ -339,9 +340,9 @@ def _eye(name: str, n: Any, m: Any, k: Any, dtype: Any, order: Any, dev: DeviceI
     if not k >= shape[1]:
         k = operator.index(k)
     s = stream_of(dev)
-    out = new_array(dev, shape, dt, s)
-    if out._block is not None:
-        s.launch(_eye_kernel, (np.eye, out, k), (), (out,))
+    out = new_array(dev, shape, dt, s, True)
+    if out._view is not None:
+        s.launch(_eye_kernel, (np.eye, out._view, k), (), (out,))
     return out
 
 

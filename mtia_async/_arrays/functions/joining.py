@@ -86,7 +86,7 @@ def _resolve(f: Any, pre: Any, shapes: tuple[Any, ...], dtypes: tuple[Any, ...],
 
 
 @with_function
-def _join_kernel(fn: Any, out: DeviceArray, arrays: tuple[DeviceArray, ...], pre: Any, axis: Any) -> None:
+def _join_kernel(fn: Any, out: Any, arrays: tuple[DeviceArray, ...], pre: Any, axis: Any) -> None:
     """``fn(arrays, axis, out=out)`` (``concatenate`` or ``stack``), each input seen through ``pre`` first."""
     vs = [as_view(x) for x in arrays]
     if pre is not None:
@@ -124,10 +124,14 @@ def _join(name: str, f: Any, items: list[Any], axis: Any, out: Any = None, dtype
     key = (f, pre, sh, dts, axis, out_dt, dtype, casting)
     shape, dt = remember(key, lambda: _resolve(f, pre, sh, dts, axis, out_dt, dtype, casting))
     s = stream_of(dev)
-    result = new_array(dev, shape, dt, s) if out is None else target(out, shape, dt, dev, name)
+    if out is None:  # the kernel holds a new output's numpy view, not the array: a dropped result frees at once
+        result = new_array(dev, shape, dt, s, True)
+        z: Any = result._view
+    else:
+        result = z = target(out, shape, dt, dev, name)
     if result._block is not None:
         arrays = tuple(x if type(x) is DeviceArray else from_host(x, None, dev) for x in items)
-        s.launch(_join_kernel, (f, result, arrays, pre, axis), arrays, (result,))
+        s.launch(_join_kernel, (f, z, arrays, pre, axis), arrays, (result,))
     return result
 
 
@@ -184,7 +188,7 @@ def _roll_plan(shape: tuple[int, ...], shift: Any, axis: Any) -> tuple[tuple[Any
 
 
 @with_function
-def _roll_kernel(fn: Any, out: DeviceArray, a: DeviceArray, plan: Any, flat: bool) -> None:
+def _roll_kernel(fn: Any, out: Any, a: DeviceArray, plan: Any, flat: bool) -> None:
     dst, src = as_view(out), as_view(a)
     if flat:
         dst, src = dst.reshape(-1), src.reshape(-1)  # out is contiguous: a view; a may copy (numpy's ravel)
@@ -206,9 +210,9 @@ def roll(a: Any, shift: Any, axis: Any = None) -> DeviceArray:
         key = None
     plan = remember(key, lambda: _roll_plan(shape, shift, 0 if axis is None else axis))
     s = stream_of(a._dev)
-    out = new_array(a._dev, a._shape, a._dtype, s)
-    if out._block is not None:
-        s.launch(_roll_kernel, (np.roll, out, a, plan, axis is None), (a,), (out,))
+    out = new_array(a._dev, a._shape, a._dtype, s, True)
+    if out._view is not None:
+        s.launch(_roll_kernel, (np.roll, out._view, a, plan, axis is None), (a,), (out,))
     return out
 
 
@@ -227,7 +231,7 @@ def _tile_plan(shape: tuple[int, ...], reps: Any) -> tuple[tuple[int, ...], tupl
 
 
 @with_function
-def _tile_kernel(fn: Any, out: DeviceArray, a: DeviceArray, src_shape: Any, dst_shape: Any) -> None:
+def _tile_kernel(fn: Any, out: Any, a: DeviceArray, src_shape: Any, dst_shape: Any) -> None:
     """``out`` seen as (reps, dim, reps, dim, ...) takes ``a`` seen as (1, dim, 1, dim, ...): a broadcast copy."""
     np.copyto(as_view(out).reshape(dst_shape), as_view(a).reshape(src_shape))  # unit dimensions added: a view
 
@@ -243,9 +247,9 @@ def tile(A: Any, reps: Any) -> DeviceArray:
         key = None
     out_shape, src_shape, dst_shape = remember(key, lambda: _tile_plan(A._shape, reps))
     s = stream_of(A._dev)
-    out = new_array(A._dev, out_shape, A._dtype, s)
-    if out._block is not None:
-        s.launch(_tile_kernel, (np.tile, out, A, src_shape, dst_shape), (A,), (out,))
+    out = new_array(A._dev, out_shape, A._dtype, s, True)
+    if out._view is not None:
+        s.launch(_tile_kernel, (np.tile, out._view, A, src_shape, dst_shape), (A,), (out,))
     return out
 
 
@@ -262,7 +266,7 @@ def _repeat_plan(shape: tuple[int, ...], repeats: Any, axis: Any) -> tuple[tuple
 
 
 @with_function
-def _repeat_kernel(fn: Any, out: DeviceArray, a: DeviceArray, flat: bool, unit: int, split: Any) -> None:
+def _repeat_kernel(fn: Any, out: Any, a: DeviceArray, flat: bool, unit: int, split: Any) -> None:
     """``out`` split after the repeated axis takes ``a`` with a unit axis there: a broadcast copy."""
     src = as_view(a)
     if flat:
@@ -286,10 +290,11 @@ def repeat(a: Any, repeats: Any, axis: Any = None) -> DeviceArray:
     key = ("repeat", a._shape, repeats, axis) if type(repeats) is int else None
     out_shape, split = remember(key, lambda: _repeat_plan(a._shape, repeats, axis))
     s = stream_of(a._dev)
-    out = new_array(a._dev, out_shape, a._dtype, s)
-    if out._block is not None:
+    out = new_array(a._dev, out_shape, a._dtype, s, True)
+    z = out._view
+    if z is not None:
         if split is not None:
-            s.launch(_repeat_kernel, (np.repeat, out, a, *split), (a,), (out,))
+            s.launch(_repeat_kernel, (np.repeat, z, a, *split), (a,), (out,))
         else:
-            s.launch(assign_kernel, (np.repeat, (a, repeats), {"axis": axis}, out), (a,), (out,))
+            s.launch(assign_kernel, (np.repeat, (a, repeats), {"axis": axis}, z), (a,), (out,))
     return out

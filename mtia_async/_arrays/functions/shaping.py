@@ -52,7 +52,7 @@ def _keeps_a_view(v: np.ndarray[Any, Any]) -> bool:
 
 
 @with_function
-def _ravel_kernel(fn: Any, out: DeviceArray, a: DeviceArray, order: str) -> None:
+def _ravel_kernel(fn: Any, out: Any, a: DeviceArray, order: str) -> None:
     dst, src = as_view(out), as_view(a)
     if order == "C":
         np.copyto(dst.reshape(src.shape), src)  # one copy, straight into the output
@@ -75,9 +75,9 @@ def ravel(a: Any, order: Any = "C") -> DeviceArray:
     ):  # fmt: skip
         return x._derive(v.ravel(order))
     s = stream_of(x._dev)
-    out = new_array(x._dev, (v.size,), x._dtype, s)
-    if out._block is not None:
-        s.launch(_ravel_kernel, (np.ravel, out, x, order), (x,), (out,))
+    out = new_array(x._dev, (v.size,), x._dtype, s, True)
+    if out._view is not None:  # the kernel holds the output's numpy view: a dropped result frees at once
+        s.launch(_ravel_kernel, (np.ravel, out._view, x, order), (x,), (out,))
     return out
 
 
