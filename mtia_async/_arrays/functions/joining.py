@@ -33,14 +33,6 @@ __all__ = ["concatenate", "stack"]
 
 
 # --- operands ---------------------------------------------------------------------------------------
-def _items(arrays: Any) -> list[Any]:
-    """The arrays of a sequence argument: DeviceArrays as they are, anything else as a host ndarray.
-
-    (A DeviceArray as the sequence never gets here: numpy's dispatchers iterate it, and it is not iterable.)
-    """
-    return [x if type(x) is DeviceArray else np.asarray(x) for x in arrays]
-
-
 def _sequence(tup: Any) -> Any:
     if not hasattr(tup, "__getitem__"):
         raise TypeError('arrays to stack must be passed as a "sequence" type such as list or tuple.')
@@ -94,13 +86,18 @@ def _join_kernel(fn: Any, out: Any, arrays: tuple[DeviceArray, ...], pre: Any, a
     fn(vs, axis=axis, out=as_view(out), casting="unsafe")  # the casting was checked at the call
 
 
-def _join(name: str, f: Any, items: list[Any], axis: Any, out: Any = None, dtype: Any = None,
+def _join(name: str, f: Any, arrays: Any, axis: Any, out: Any = None, dtype: Any = None,
           casting: Any = "same_kind", pre: Any = None) -> DeviceArray:  # fmt: skip
-    """``f(items, axis=axis, out=...)`` (numpy's ``concatenate`` or ``stack``) as one kernel writing the output."""
+    """``f(arrays, axis=axis, out=...)`` (numpy's ``concatenate`` or ``stack``) as one kernel writing the output.
+
+    ``arrays``: DeviceArrays, and host data (taken as numpy takes it, copied over last).
+    """
     dev = None
+    items = []
     shapes = []
     dtypes = []
-    for x in items:
+    host = False
+    for x in arrays:
         if type(x) is DeviceArray:
             if dev is None:
                 dev = x._dev
@@ -109,8 +106,11 @@ def _join(name: str, f: Any, items: list[Any], axis: Any, out: Any = None, dtype
             shapes.append(x._shape)
             dtypes.append(x._dtype)
         else:
+            x = np.asarray(x)
+            host = True
             shapes.append(x.shape)
             dtypes.append(x.dtype)
+        items.append(x)
     out_dt = None
     if out is not None:
         if dtype is not None:
@@ -130,42 +130,44 @@ def _join(name: str, f: Any, items: list[Any], axis: Any, out: Any = None, dtype
     else:
         result = z = target(out, shape, dt, dev, name)
     if result._block is not None:
-        arrays = tuple(x if type(x) is DeviceArray else from_host(x, None, dev) for x in items)
-        s.launch(_join_kernel, (f, z, arrays, pre, axis), arrays, (result,))
+        ins = tuple([x if type(x) is DeviceArray else from_host(x, None, dev) for x in items]) if host else tuple(items)
+        s.launch(_join_kernel, (f, z, ins, pre, axis), ins, (result,))
     return result
 
 
 @implements(np.concatenate)
 def concatenate(arrays: Any, axis: Any = 0, out: Any = None, *, dtype: Any = None,
                 casting: Any = "same_kind") -> DeviceArray:  # fmt: skip
-    return _join("concatenate", np.concatenate, _items(arrays), axis, out, dtype, casting)
+    return _join("concatenate", np.concatenate, arrays, axis, out, dtype, casting)
 
 
 @implements(np.stack)
 def stack(arrays: Any, axis: Any = 0, out: Any = None, *, dtype: Any = None, casting: Any = "same_kind") -> DeviceArray:
-    return _join("stack", np.stack, _items(_sequence(arrays)), axis, out, dtype, casting)
+    return _join("stack", np.stack, _sequence(arrays), axis, out, dtype, casting)
 
 
 @implements(np.vstack)
 def vstack(tup: Any, *, dtype: Any = None, casting: Any = "same_kind") -> DeviceArray:
-    return _join("vstack", np.concatenate, _items(_sequence(tup)), 0, None, dtype, casting, _ATLEAST_2D)
+    return _join("vstack", np.concatenate, _sequence(tup), 0, None, dtype, casting, _ATLEAST_2D)
 
 
 @implements(np.hstack)
 def hstack(tup: Any, *, dtype: Any = None, casting: Any = "same_kind") -> DeviceArray:
-    items = _items(_sequence(tup))
-    axis = 0 if items and items[0].ndim <= 1 else 1  # numpy: 1-d arrays join along their only axis
+    items = _sequence(tup)
+    first: Any = items[0] if len(items) else None
+    ndim = 0 if first is None else first.ndim if type(first) is DeviceArray else np.ndim(first)
+    axis = 0 if ndim <= 1 else 1  # numpy: 1-d arrays join along their only axis (no array: numpy's error)
     return _join("hstack", np.concatenate, items, axis, None, dtype, casting, _ATLEAST_1D)
 
 
 @implements(np.dstack)
 def dstack(tup: Any) -> DeviceArray:
-    return _join("dstack", np.concatenate, _items(_sequence(tup)), 2, pre=_ATLEAST_3D)
+    return _join("dstack", np.concatenate, _sequence(tup), 2, pre=_ATLEAST_3D)
 
 
 @implements(np.column_stack)
 def column_stack(tup: Any) -> DeviceArray:
-    return _join("column_stack", np.concatenate, _items(_sequence(tup)), 1, pre=_COLUMN)
+    return _join("column_stack", np.concatenate, _sequence(tup), 1, pre=_COLUMN)
 
 
 # --- roll -------------------------------------------------------------------------------------------
