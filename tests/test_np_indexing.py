@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,7 @@ from hypothesis.extra import numpy as hnp
 
 import mtia_async
 import mtia_async.sync as mtia
+from mtia_async._arrays.functions import indexing
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DTYPES = [np.dtype(t) for t in (np.int8, np.int32, np.uint16, np.float32, np.float64, np.bool_, np.complex64)]
@@ -93,6 +96,21 @@ def arrays_and_indices(draw: Any, masks: bool = False) -> tuple[np.ndarray[Any, 
     return h, tuple(index)
 
 
+@contextmanager
+def shapes_by(path: str) -> Iterator[None]:
+    """Index shapes from the ghost walking every index element, or from the large-index path
+    (min/max bounds, numpy's broadcast shape put in place: ``indexing._large_shape``)."""
+    saved = indexing._LARGE
+    indexing._LARGE = saved if path == "ghost" else -1
+    try:
+        yield
+    finally:
+        indexing._LARGE = saved
+
+
+PATHS = st.sampled_from(["ghost", "large"])
+
+
 def applied(call: Any, host_call: Any) -> Any:
     """numpy's result on the host, or its exception type raised by the device call."""
     try:
@@ -107,8 +125,13 @@ def applied(call: Any, host_call: Any) -> Any:
 
 # --- reading ------------------------------------------------------------------------------------------
 @SETTINGS
-@given(arrays_and_indices(), st.sampled_from(["array", "list", "device"]), st.sampled_from(["C", "T", "strided"]))
-def test_integer_array_reading_matches_numpy(case: Any, form: str, layout: str) -> None:
+@given(arrays_and_indices(), st.sampled_from(["array", "list", "device"]), st.sampled_from(["C", "T", "strided"]), PATHS)
+def test_integer_array_reading_matches_numpy(case: Any, form: str, layout: str, path: str) -> None:
+    with shapes_by(path):
+        _reading_matches_numpy(case, form, layout)
+
+
+def _reading_matches_numpy(case: Any, form: str, layout: str) -> None:
     h, index = case
     a = on_device(h, layout)
     dev_index = tuple(index_form(i, form) for i in index)
@@ -121,12 +144,13 @@ def test_integer_array_reading_matches_numpy(case: Any, form: str, layout: str) 
 
 
 @SETTINGS
-@given(arrays_and_indices(masks=True), st.sampled_from(["array", "list"]))
-def test_host_masks_read_without_waiting_and_device_masks_match(case: Any, form: str) -> None:
+@given(arrays_and_indices(masks=True), st.sampled_from(["array", "list"]), PATHS)
+def test_host_masks_read_without_waiting_and_device_masks_match(case: Any, form: str, path: str) -> None:
     h, index = case
     a = mtia.asarray(h)
     host_index = tuple(index_form(i, form) for i in index)
-    result = applied(lambda: a[host_index], lambda: h[host_index])
+    with shapes_by(path):
+        result = applied(lambda: a[host_index], lambda: h[host_index])
     if result is not None:
         same(*result)
     dev_index = tuple(mtia.asarray(i) if isinstance(i, np.ndarray) and i.dtype == bool else i for i in index)
@@ -174,8 +198,13 @@ def test_the_host_index_is_a_snapshot() -> None:
 # --- writing ------------------------------------------------------------------------------------------
 @SETTINGS
 @given(arrays_and_indices(masks=True), st.sampled_from(["array", "list", "device"]), st.sampled_from(["C", "T"]),
-       st.sampled_from(["scalar", "host", "device"]))  # fmt: skip
-def test_writing_matches_numpy(case: Any, form: str, layout: str, vform: str) -> None:
+       st.sampled_from(["scalar", "host", "device"]), PATHS)  # fmt: skip
+def test_writing_matches_numpy(case: Any, form: str, layout: str, vform: str, path: str) -> None:
+    with shapes_by(path):
+        _writing_matches_numpy(case, form, layout, vform)
+
+
+def _writing_matches_numpy(case: Any, form: str, layout: str, vform: str) -> None:
     h, index = case
     if form == "list":
         index = tuple(index_form(i, form) for i in index)  # numpy's reading of the lists is the reference

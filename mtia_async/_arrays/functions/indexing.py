@@ -106,6 +106,81 @@ def _parse(a: DeviceArray, index: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]
     return tuple(shape_index), tuple(kernel_index), arrays, masks, advanced
 
 
+_LARGE = 1024
+"""Index elements above which numpy's walk of a ghost (~6 ns an element, times the subspace) outweighs the kernel."""
+
+
+def _large_shape(shape: tuple[int, ...], index: tuple[Any, ...]) -> tuple[int, ...] | None:
+    """numpy's shape of ``ghost[index]`` for large index arrays, without walking them; None: ask the ghost.
+
+    The bounds of each integer array are its min and max; the broadcast shape is numpy's;
+    the rest (slices, ints, too many indices) is checked by the ghost with each advanced
+    array replaced by a one-element stand-in, and the broadcast shape is put where numpy
+    puts it (at the first advanced item when they are adjacent, else first). Anything
+    unusual, and every error, is left to the ghost itself, for numpy's own message.
+    """
+    if sum(x.size for x in index if type(x) is np.ndarray) <= _LARGE:
+        return None
+    consumed = 0
+    for x in index:
+        if type(x) is bool or type(x) is np.bool_ or (type(x) is np.ndarray and x.ndim == 0):
+            return None  # 0-d masks and arrays: rare, the ghost is cheap for them
+        consumed += x.ndim if type(x) is np.ndarray and x.dtype == _BOOL else x is not None and x is not Ellipsis
+    ellipses = sum(x is Ellipsis for x in index)
+    if ellipses > 1 or consumed > len(shape):
+        return None
+    fill = (slice(None),) * (len(shape) - consumed)
+    items = [y for x in index for y in (fill if x is Ellipsis else (x,))]
+    if not ellipses:
+        items += fill
+    axis = 0
+    shapes = []
+    advanced = []  # positions in items
+    small: list[Any] = []
+    for pos, x in enumerate(items):
+        if x is None or type(x) is slice:
+            small.append(x)
+            axis += x is not None
+            continue
+        advanced.append(pos)
+        if type(x) is not np.ndarray:  # an int: advanced beside arrays (numpy's placement)
+            small.append(x)
+            axis += 1
+            continue
+        if x.dtype == _BOOL:
+            if x.shape != shape[axis : axis + x.ndim]:
+                return None
+            shapes.append((int(np.count_nonzero(x)),))
+            small += [_STAND_IN] * x.ndim  # a k-d mask is k integer arrays (its nonzero())
+            axis += x.ndim
+            continue
+        if x.dtype.kind not in "iu":
+            return None
+        n = shape[axis]
+        if x.size and (int(x.min()) < -n or int(x.max()) >= n):
+            return None
+        shapes.append(x.shape)
+        small.append(_STAND_IN)
+        axis += 1
+    if not shapes:
+        return None
+    try:
+        broadcast = np.broadcast_shapes(*shapes)
+    except ValueError:
+        return None
+    stand_in = _ghost(tuple(min(d, 1) for d in broadcast), _INTP)
+    result: tuple[int, ...] = _ghost(shape)[tuple(stand_in if x is _STAND_IN else x for x in small)].shape
+    if advanced == list(range(advanced[0], advanced[-1] + 1)):  # adjacent: in place of the first one
+        first = sum(1 for x in items[: advanced[0]] if x is None or type(x) is slice)
+    else:
+        first = 0
+    return result[:first] + broadcast + result[first + len(broadcast) :]
+
+
+_STAND_IN: Any = object()
+_INTP = np.dtype(np.intp)
+
+
 # --- reading --------------------------------------------------------------------------------------------
 @with_function
 def read_kernel(fn: Any, out: np.ndarray[Any, Any], x: DeviceArray, index: tuple[Any, ...], on_device: bool) -> None:
@@ -124,7 +199,9 @@ def read(a: DeviceArray, index: Any) -> DeviceArray:
     shape_index, kernel_index, arrays, masks, advanced = _parse(a, index)
     if masks:
         return blocking(_masked_plan(a, shape_index, kernel_index, advanced))  # type: ignore[no-any-return]
-    shape = _ghost(a._shape)[shape_index].shape  # numpy's IndexError for host indices out of bounds
+    shape = _large_shape(a._shape, shape_index)
+    if shape is None:
+        shape = _ghost(a._shape)[shape_index].shape  # numpy's IndexError for host indices out of bounds
     dev = a._dev
     s = stream_of(dev)
     out = new_array(dev, shape, a._dtype, s, True)
@@ -195,11 +272,20 @@ def write(a: DeviceArray, index: Any, value: Any) -> None:
         vshape = src.shape
     target = _ghost(a._shape)
     if not masks:  # numpy checks the indices and the value's shape on ghosts
-        target[shape_index] = _ghost(vshape)
+        result = _large_shape(a._shape, shape_index)
+        if result is None or not _fits(vshape, result):
+            target[shape_index] = _ghost(vshape)
     elif advanced == 1:  # the mask's shape; the value against its count of True is the kernel's check
         target[shape_index]
     if a._block is not None:
         stream_of(dev).launch(write_kernel, (operator.setitem, a, kernel_index, src, on_device), arrays, (a,))
+
+
+def _fits(value: tuple[int, ...], result: tuple[int, ...]) -> bool:
+    """Whether a value of shape ``value`` broadcasts to an index result of shape ``result`` (numpy's setitem)."""
+    while len(value) > len(result) and value[0] == 1:
+        value = value[1:]
+    return len(value) <= len(result) and all(v in (1, r) for v, r in zip(value[::-1], result[::-1]))
 
 
 def fill(a: DeviceArray, value: Any) -> None:
