@@ -41,31 +41,32 @@ from ..array import SCALARS, DeviceArray, as_view, new_array
 from ..checks import check_index, two_devices
 from ..transfer import _scalar_source, fill_kernel
 from ..caches import cache_put
-from .common import views, with_function
+from .common import ghost, views, with_function
 from .sized import Plan, blocking, device_array, read_value
 
 __all__ = ["fill", "getitem", "index_plan", "item", "read", "read_kernel", "write", "write_kernel"]
 
-_VOID = np.dtype([])  # itemsize 0: the indexed array's ghost holds no bytes
 _BOOL = np.dtype(np.bool_)
-_ZEROS = bytes(16)  # backs the zero-stride ghosts of index arrays (16: complex128's item)
+_INTP = np.dtype(np.intp)
+_ZEROS = bytes(16)  # backs the zero-stride stand-ins of index arrays (16: complex128's item)
 _TRUES = b"\x01" * 16
-_GHOSTS: dict[tuple[Any, ...], np.ndarray[Any, Any]] = {}
+_STAND_INS: dict[tuple[Any, ...], np.ndarray[Any, Any]] = {}
 
 
-def _ghost(shape: tuple[int, ...], dtype: np.dtype[Any] = _VOID, fill: bytes = _ZEROS) -> np.ndarray[Any, Any]:
-    """A zero-stride array of ``shape``: of void elements (writable, for assignments), or of ``fill`` (read-only)."""
+def _stand_in(shape: tuple[int, ...], dtype: np.dtype[Any], fill: bytes = _ZEROS) -> np.ndarray[Any, Any]:
+    """A read-only zero-stride array of ``shape`` and ``dtype`` holding ``fill`` (zeros, or True): for an index
+    array whose values the caller does not know (a DeviceArray's) or need not walk."""
     key = (shape, dtype, fill)
-    g = _GHOSTS.get(key)
+    g = _STAND_INS.get(key)
     if g is None:
-        buffer: Any = bytearray(1) if dtype is _VOID else fill
-        g = np.ndarray(shape, dtype, buffer=buffer, strides=(0,) * len(shape))
-        cache_put(_GHOSTS, key, g)
+        g = np.ndarray(shape, dtype, buffer=fill, strides=(0,) * len(shape))
+        cache_put(_STAND_INS, key, g)
     return g
 
 
-def _parse(a: DeviceArray, index: Any) -> tuple[tuple[Any, ...], tuple[Any, ...], list[DeviceArray], int, int]:
-    """An index, taken apart: (numpy's view of it on ghosts, the kernel's, its DeviceArrays, masks, advanced items).
+def _parse(a: DeviceArray, index: Any) -> tuple[tuple[Any, ...], tuple[Any, ...], list[DeviceArray], int, int, int]:
+    """An index, taken apart: (numpy's view of it on ghosts, the kernel's, its DeviceArrays, masks, advanced
+    items, elements of its index arrays).
 
     Raises:
         ValueError: an index DeviceArray on another device.
@@ -75,7 +76,7 @@ def _parse(a: DeviceArray, index: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]
     shape_index = []
     kernel_index = []
     arrays = []
-    masks = advanced = 0
+    masks = advanced = elements = 0
     for it in index if type(index) is tuple else (index,):
         t = type(it)
         if t is DeviceArray:
@@ -83,11 +84,12 @@ def _parse(a: DeviceArray, index: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]
                 raise ValueError(two_devices(dev, it._dev))
             arrays.append(it)
             advanced += 1
+            elements += it.size
             if it._dtype.kind == "b":
                 masks += 1
-                shape_index.append(_ghost(it._shape, _BOOL, _TRUES))
+                shape_index.append(_stand_in(it._shape, _BOOL, _TRUES))
             else:  # zeros: numpy checks the dtype (integer) and the shapes; the values are the kernel's
-                shape_index.append(_ghost(it._shape, it._dtype))
+                shape_index.append(_stand_in(it._shape, it._dtype))
             kernel_index.append(it)
             continue
         if t is list or t is tuple:
@@ -96,21 +98,23 @@ def _parse(a: DeviceArray, index: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]
                 it = it.astype(np.intp)  # numpy takes an empty list as an empty integer index
             kernel_index.append(it)
             advanced += 1
+            elements += it.size
         elif t is np.ndarray:
             kernel_index.append(it.copy())  # a snapshot: the caller may change its array before the kernel runs
             advanced += 1
+            elements += it.size
         else:
             kernel_index.append(it)
             advanced += t is bool or t is np.bool_
         shape_index.append(it)
-    return tuple(shape_index), tuple(kernel_index), arrays, masks, advanced
+    return tuple(shape_index), tuple(kernel_index), arrays, masks, advanced, elements
 
 
 _LARGE = 1024
 """Index elements above which numpy's walk of a ghost (~6 ns an element, times the subspace) outweighs the kernel."""
 
 
-def _large_shape(shape: tuple[int, ...], index: tuple[Any, ...]) -> tuple[int, ...] | None:
+def _large_shape(shape: tuple[int, ...], index: tuple[Any, ...], elements: int) -> tuple[int, ...] | None:
     """numpy's shape of ``ghost[index]`` for large index arrays, without walking them; None: ask the ghost.
 
     The bounds of each integer array are its min and max; the broadcast shape is numpy's;
@@ -119,7 +123,7 @@ def _large_shape(shape: tuple[int, ...], index: tuple[Any, ...]) -> tuple[int, .
     puts it (at the first advanced item when they are adjacent, else first). Anything
     unusual, and every error, is left to the ghost itself, for numpy's own message.
     """
-    if sum(x.size for x in index if type(x) is np.ndarray) <= _LARGE:
+    if elements <= _LARGE:
         return None
     consumed = 0
     for x in index:
@@ -151,7 +155,7 @@ def _large_shape(shape: tuple[int, ...], index: tuple[Any, ...]) -> tuple[int, .
             if x.shape != shape[axis : axis + x.ndim]:
                 return None
             shapes.append((int(np.count_nonzero(x)),))
-            small += [_STAND_IN] * x.ndim  # a k-d mask is k integer arrays (its nonzero())
+            small += [_SLOT] * x.ndim  # a k-d mask is k integer arrays (its nonzero())
             axis += x.ndim
             continue
         if x.dtype.kind not in "iu":
@@ -160,7 +164,7 @@ def _large_shape(shape: tuple[int, ...], index: tuple[Any, ...]) -> tuple[int, .
         if x.size and (int(x.min()) < -n or int(x.max()) >= n):
             return None
         shapes.append(x.shape)
-        small.append(_STAND_IN)
+        small.append(_SLOT)
         axis += 1
     if not shapes:
         return None
@@ -168,8 +172,8 @@ def _large_shape(shape: tuple[int, ...], index: tuple[Any, ...]) -> tuple[int, .
         broadcast = np.broadcast_shapes(*shapes)
     except ValueError:
         return None
-    stand_in = _ghost(tuple(min(d, 1) for d in broadcast), _INTP)
-    result: tuple[int, ...] = _ghost(shape)[tuple(stand_in if x is _STAND_IN else x for x in small)].shape
+    stand_in = _stand_in(tuple(min(d, 1) for d in broadcast), _INTP)
+    result: tuple[int, ...] = ghost(shape)[tuple(stand_in if x is _SLOT else x for x in small)].shape
     if advanced == list(range(advanced[0], advanced[-1] + 1)):  # adjacent: in place of the first one
         first = sum(1 for x in items[: advanced[0]] if x is None or type(x) is slice)
     else:
@@ -177,8 +181,8 @@ def _large_shape(shape: tuple[int, ...], index: tuple[Any, ...]) -> tuple[int, .
     return result[:first] + broadcast + result[first + len(broadcast) :]
 
 
-_STAND_IN: Any = object()
-_INTP = np.dtype(np.intp)
+_SLOT: Any = object()  # where an advanced item stood, in _large_shape
+_SCALAR = ghost(())  # a scalar value's ghost (holds no bytes: shared)
 
 
 # --- reading --------------------------------------------------------------------------------------------
@@ -196,12 +200,12 @@ def read_kernel(fn: Any, out: np.ndarray[Any, Any], x: DeviceArray, index: tuple
 
 def read(a: DeviceArray, index: Any) -> DeviceArray:
     """``a[index]`` for an advanced index: a new array, one kernel (a DeviceArray mask: sized, blocks)."""
-    shape_index, kernel_index, arrays, masks, advanced = _parse(a, index)
+    shape_index, kernel_index, arrays, masks, advanced, elements = _parse(a, index)
     if masks:
         return blocking(_masked_plan(a, shape_index, kernel_index, advanced))  # type: ignore[no-any-return]
-    shape = _large_shape(a._shape, shape_index)
+    shape = _large_shape(a._shape, shape_index, elements)
     if shape is None:
-        shape = _ghost(a._shape)[shape_index].shape  # numpy's IndexError for host indices out of bounds
+        shape = ghost(a._shape)[shape_index].shape  # numpy's IndexError for host indices out of bounds
     dev = a._dev
     s = stream_of(dev)
     out = new_array(dev, shape, a._dtype, s, True)
@@ -220,7 +224,7 @@ def _take(index: tuple[Any, ...], positions: tuple[int, ...], host: Any, *masks:
 
 def _masked_plan(a: DeviceArray, shape_index: tuple[Any, ...], kernel_index: tuple[Any, ...], advanced: int) -> Plan:
     if advanced == 1:  # the mask alone: numpy checks its shape (on an all-True ghost) here, at the call
-        _ghost(a._shape)[shape_index]
+        ghost(a._shape)[shape_index]
     positions = tuple(i for i, x in enumerate(kernel_index) if type(x) is DeviceArray)
     inputs = (a, *(kernel_index[i] for i in positions))
     compute = functools.partial(_take, kernel_index, positions)
@@ -232,7 +236,7 @@ def index_plan(a: Any, index: Any) -> Plan | None:
     a = device_array(a, "getitem")
     if check_index(index) is not None:
         return None
-    shape_index, kernel_index, _, masks, advanced = _parse(a, index)
+    shape_index, kernel_index, _, masks, advanced, _ = _parse(a, index)
     return _masked_plan(a, shape_index, kernel_index, advanced) if masks else None
 
 
@@ -256,7 +260,7 @@ def write_kernel(fn: Any, x: DeviceArray, index: tuple[Any, ...], value: Any, on
 
 def write(a: DeviceArray, index: Any, value: Any) -> None:
     """``a[index] = value`` for an advanced index: one kernel writing ``a``, never a wait."""
-    shape_index, kernel_index, arrays, masks, advanced = _parse(a, index)
+    shape_index, kernel_index, arrays, masks, advanced, elements = _parse(a, index)
     on_device = bool(arrays)  # DeviceArrays in the index: the kernel takes their views
     dev = a._dev
     src: Any
@@ -270,11 +274,11 @@ def write(a: DeviceArray, index: Any, value: Any) -> None:
     else:
         src = np.array(value, dtype=a._dtype)  # numpy's conversion errors, and a private snapshot
         vshape = src.shape
-    target = _ghost(a._shape)
+    target = ghost(a._shape)
     if not masks:  # numpy checks the indices and the value's shape on ghosts
-        result = _large_shape(a._shape, shape_index)
+        result = _large_shape(a._shape, shape_index, elements)
         if result is None or not _fits(vshape, result):
-            target[shape_index] = _ghost(vshape)
+            target[shape_index] = ghost(vshape) if vshape else _SCALAR
     elif advanced == 1:  # the mask's shape; the value against its count of True is the kernel's check
         target[shape_index]
     if a._block is not None:
@@ -304,7 +308,7 @@ def item(a: DeviceArray, args: tuple[Any, ...]) -> Any:
     numpy checks ``args`` on a ghost at the call; only the element's 0-d view is copied.
     """
     shape = a._shape
-    _ghost(shape).item(*args)  # numpy's IndexError / ValueError for bad arguments, nothing read
+    ghost(shape).item(*args)  # numpy's IndexError / ValueError for bad arguments, nothing read
     if not args:
         where: tuple[int, ...] = (0,) * len(shape)
     elif len(args) == 1 and type(args[0]) is not tuple:
