@@ -44,7 +44,7 @@ from ..caches import cache_put
 from .common import ghost, views, with_function
 from .sized import Plan, blocking, device_array, read_value
 
-__all__ = ["fill", "getitem", "index_plan", "item", "read", "read_kernel", "write", "write_kernel"]
+__all__ = ["fill", "getitem", "index_plan", "item", "read", "read_kernel", "take_kernel", "write", "write_kernel"]
 
 _BOOL = np.dtype(np.bool_)
 _INTP = np.dtype(np.intp)
@@ -198,6 +198,30 @@ def read_kernel(fn: Any, out: np.ndarray[Any, Any], x: DeviceArray, index: tuple
     out[...] = fn(x._np(), views(index) if on_device else index)
 
 
+@with_function
+def take_kernel(fn: Any, out: np.ndarray[Any, Any], x: DeviceArray, indices: np.ndarray[Any, Any], axis: int) -> None:
+    """``np.take(x, indices, axis, out=out, mode="wrap")`` (``fn``): straight into the output, no temporary.
+
+    For host indices only: they were checked at the call, so ``wrap`` takes the very
+    elements ``x[..., indices]`` takes (numpy buffers ``out=`` in ``raise`` mode).
+    """
+    fn(x._np(), indices, axis=axis, out=out, mode="wrap")
+
+
+def _take_axis(index: tuple[Any, ...]) -> int:
+    """The axis of an index that is one host integer array after full slices (``np.take``'s form), else -1."""
+    last = index[-1]
+    if type(last) is not np.ndarray or last.dtype.kind not in "iu" or not last.ndim:
+        return -1
+    for x in index[:-1]:
+        if type(x) is not slice or x != _ALL:
+            return -1
+    return len(index) - 1
+
+
+_ALL = slice(None)
+
+
 def read(a: DeviceArray, index: Any) -> DeviceArray:
     """``a[index]`` for an advanced index: a new array, one kernel (a DeviceArray mask: sized, blocks)."""
     shape_index, kernel_index, arrays, masks, advanced, elements = _parse(a, index)
@@ -210,7 +234,11 @@ def read(a: DeviceArray, index: Any) -> DeviceArray:
     s = stream_of(dev)
     out = new_array(dev, shape, a._dtype, s, True)
     if out._view is not None:  # else empty: nothing to read
-        s.launch(read_kernel, (operator.getitem, out._view, a, kernel_index, bool(arrays)), (a, *arrays), (out,))
+        axis = -1 if arrays else _take_axis(kernel_index)
+        if axis >= 0:
+            s.launch(take_kernel, (np.take, out._view, a, kernel_index[-1], axis), (a,), (out,))
+        else:
+            s.launch(read_kernel, (operator.getitem, out._view, a, kernel_index, bool(arrays)), (a, *arrays), (out,))
     return out
 
 
