@@ -156,7 +156,7 @@ def check_index(index: object) -> tuple[Any, ...] | None:
     a list, a bool: numpy's "advanced indexing") is left to ``functions.indexing``.
 
     Raises:
-        TypeError: an item that is no index at all (a float, a string, ...).
+        IndexError: an item that is no index at all (a float, a string, ...), as numpy.
     """
     items = index if type(index) is tuple else (index,)
     ellipsis = advanced = False
@@ -173,7 +173,7 @@ def check_index(index: object) -> tuple[Any, ...] | None:
         try:
             operator.index(item)
         except TypeError:
-            raise TypeError(f"invalid index {item!r:.60} ({type(item).__name__}); {_INDEX_HELP}") from None
+            raise IndexError(f"invalid index {item!r:.60} ({type(item).__name__}); {_INDEX_HELP}") from None
     if advanced:
         return None
     return items if ellipsis else items + (Ellipsis,)

@@ -31,7 +31,9 @@ __all__ = [
     "copy_kernel",
     "fill_kernel",
     "from_host",
+    "scalar_source",
     "setitem",
+    "start_to_host",
     "to_device",
     "to_host",
     "to_host_blocking",
@@ -77,7 +79,7 @@ def from_host(obj: Any, dtype: np.dtype[Any] | None, dev: DeviceImpl) -> DeviceA
     return arr
 
 
-def _scalar_source(dtype: np.dtype[Any], value: Any) -> np.ndarray[Any, Any]:
+def scalar_source(dtype: np.dtype[Any], value: Any) -> np.ndarray[Any, Any]:
     """``value`` converted to a 0-d array of ``dtype`` on the caller (numpy's errors raised here).
 
     Conversions of exact Python ints, bools and floats are cached (read-only 0-d arrays,
@@ -112,7 +114,7 @@ def setitem(target: DeviceArray, value: Any) -> None:
     shape = target._shape
     if type(value) in SCALARS:  # the common case: no shape to check
         if target._block is not None:
-            stream_of(target._dev).launch(setitem_kernel, (target, _scalar_source(target._dtype, value)), (), (target,))
+            stream_of(target._dev).launch(setitem_kernel, (target, scalar_source(target._dtype, value)), (), (target,))
         return
     if type(value) is DeviceArray:
         if value._dev is not target._dev:
@@ -120,7 +122,7 @@ def setitem(target: DeviceArray, value: Any) -> None:
         src: Any = value
         vshape = value._shape
     elif isinstance(value, (*SCALARS, np.generic)):
-        src = _scalar_source(target._dtype, value)
+        src = scalar_source(target._dtype, value)
         vshape = ()
     else:
         src = np.array(value, dtype=target._dtype)  # a private snapshot of the host data
@@ -138,7 +140,7 @@ def setitem(target: DeviceArray, value: Any) -> None:
 
 
 # --- device to host ---------------------------------------------------------------------------
-def _copy_to_host(a: DeviceArray) -> tuple[list[np.ndarray[Any, Any]], Mark]:
+def start_to_host(a: DeviceArray) -> tuple[list[np.ndarray[Any, Any]], Mark]:
     """Enqueue a copy of ``a`` to the host on the current stream: ``([host array], mark after it)``.
 
     The host array is the box's item once the mark is done. A device whose memory is
@@ -152,6 +154,8 @@ def _copy_to_host(a: DeviceArray) -> tuple[list[np.ndarray[Any, Any]], Mark]:
     if remote is not None:
         result: tuple[list[np.ndarray[Any, Any]], Mark] = remote(s, a)
         return result
+    if s.capture is not None:  # refused before anything reaches the capture
+        raise s.capture.forbidden(s, "a copy to the host (to_host()/numpy())")
     host = np.empty(a._shape, a._dtype)
     s.launch(copy_kernel, (host, a), (a,), ())
     return [host], s.record_mark("a copy to the host (to_host()/numpy())")
@@ -159,7 +163,7 @@ def _copy_to_host(a: DeviceArray) -> tuple[list[np.ndarray[Any, Any]], Mark]:
 
 async def to_host(a: DeviceArray) -> np.ndarray[Any, Any]:
     """``await a.to_host()``: a copy kernel on the current stream, then await it."""
-    box, mark = _copy_to_host(a)
+    box, mark = start_to_host(a)
     await wait_mark_async(mark, "DeviceArray.to_host()")
     return box[0]
 
@@ -167,7 +171,7 @@ async def to_host(a: DeviceArray) -> np.ndarray[Any, Any]:
 def to_host_blocking(a: DeviceArray) -> np.ndarray[Any, Any]:
     """``a.numpy()``: a copy kernel on the current stream, then block on it."""
     check_may_block("DeviceArray.numpy()")
-    box, mark = _copy_to_host(a)
+    box, mark = start_to_host(a)
     wait_mark_blocking(mark, "DeviceArray.numpy()")
     return box[0]
 

@@ -39,7 +39,7 @@ import numpy as np
 from ..._core.context import stream_of
 from ..array import SCALARS, DeviceArray, as_view, new_array
 from ..checks import check_index, two_devices
-from ..transfer import _scalar_source, fill_kernel
+from ..transfer import scalar_source, fill_kernel
 from ..caches import cache_put
 from .common import ghost, views, with_function
 from .sized import Plan, blocking, device_array, read_value
@@ -298,7 +298,7 @@ def write(a: DeviceArray, index: Any, value: Any) -> None:
         src, vshape = value, value._shape
         arrays.append(value)
     elif type(value) in SCALARS or isinstance(value, np.generic):
-        src, vshape = _scalar_source(a._dtype, value), ()  # numpy's conversion errors, here
+        src, vshape = scalar_source(a._dtype, value), ()  # numpy's conversion errors, here
     else:
         src = np.array(value, dtype=a._dtype)  # numpy's conversion errors, and a private snapshot
         vshape = src.shape
@@ -324,7 +324,7 @@ def fill(a: DeviceArray, value: Any) -> None:
     """``a.fill(value)``: one fill kernel; ``value`` is converted to ``a``'s dtype here (numpy's errors)."""
     if type(value) is DeviceArray:
         raise TypeError("DeviceArray.fill() takes a scalar, not a DeviceArray; copy one with a[...] = v")
-    src = _scalar_source(a._dtype, value)
+    src = scalar_source(a._dtype, value)
     if a._block is not None:
         stream_of(a._dev).launch(fill_kernel, (a, src[()]), (), (a,))
 

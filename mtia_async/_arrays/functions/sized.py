@@ -6,7 +6,7 @@ runs. These cannot: the size of the result is in the values. One mechanism serve
 
 1. **at the call**: the arguments are checked (numpy's errors, before anything is enqueued),
    then every DeviceArray input is copied to the host on the current stream of its device
-   with the device's own copy path (``transfer._copy_to_host``: a copy kernel on a local
+   with the device's own copy path (``transfer.start_to_host``: a copy kernel on a local
    device, a read answered by the worker on a cluster device, whose memory is in another
    process). The inputs are thus read in stream order, at the call;
 2. **the wait** for those copies: the blocking form blocks the calling thread, the awaitable
@@ -42,7 +42,7 @@ from ..._core.wait import wait_mark_async, wait_mark_blocking, wait_marks_async,
 from ..._thread_role import blocking_refused, flags, running_async_library
 from ..array import DeviceArray, new_array
 from ..checks import check_dtype, two_devices
-from ..transfer import _copy_to_host, copy_kernel
+from ..transfer import start_to_host, copy_kernel
 from .registry import implements, unsupported
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def _start(plan: Plan) -> tuple[list[list[Any]], list[Any]]:
     marks = []
     for x in plan.inputs:
         if type(x) is DeviceArray:
-            box, mark = _copy_to_host(x)
+            box, mark = start_to_host(x)
             boxes.append(box)
             marks.append(mark)
         else:
@@ -319,7 +319,7 @@ def read_value(a: DeviceArray, what: str, convert: Callable[[Any], Any]) -> Any:
     s = stream_of(a._dev)
     if s.capture is not None:
         raise s.capture.forbidden(s, f"{what}, a copy to the host,")
-    box, mark = _copy_to_host(a)
+    box, mark = start_to_host(a)
     if running_async_library() is not None:
         return _value(box, mark, what, convert)
     wait_mark_blocking(mark, what)
