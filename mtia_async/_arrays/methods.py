@@ -76,6 +76,15 @@ class ArrayMethods:
         np.put(a, indices, values, mode=mode)
 
     # --- linear algebra, sorting and scans ----------------------------------------------
+    def dot(self, b: Any, out: Any = None) -> Any:
+        """The dot product with ``b``, as ``numpy.dot(a, b, out)`` (a kernel on the current stream)."""
+        a: Any = self
+        return np.dot(a, b, out)
+
+    def trace(self, offset: Any = 0, axis1: Any = 0, axis2: Any = 1, dtype: Any = None, out: Any = None) -> Any:
+        """The sum along a diagonal, as ``numpy.trace`` (a kernel on the current stream)."""
+        a: Any = self
+        return np.trace(a, offset, axis1, axis2, dtype, out)
 
     # --- data-dependent results and conveniences -------------------------------------
     def nonzero(self) -> tuple[Any, ...]:

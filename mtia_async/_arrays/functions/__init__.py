@@ -8,6 +8,7 @@
 ``joining``      copies: ``concatenate``, ``stack``, ``vstack``, ``hstack``, ``roll``, ``tile``, ``repeat``
 ``sized``        results sized by the data: ``nonzero``, ``unique``, ``histogram``, ...
 ``indexing``     integer-array and mask indexing (``a[idx]``, ``a[idx] = v``), ``fill``, ``item``
+``linalg``       ``dot``, ``vdot``, ``inner``, ``outer``, ``tensordot``, ``einsum``, ``linalg.norm``, ``trace``
 ``selection``    ``where``, ``clip``, ``take``, ``take_along_axis``, ``put``, ``compress``
 ``statistics``   ``average``, ``median``, ``percentile``, ``quantile`` (and the ``nan*`` forms)
 ===============  ===================================================================
@@ -18,6 +19,7 @@ Importing the package registers every family (``array`` imports it last).
 from . import creation as creation
 from . import indexing as indexing
 from . import joining as joining
+from . import linalg as linalg
 from . import registry as registry
 from . import shaping as shaping
 from . import sized as sized
