@@ -86,6 +86,44 @@ class ArrayMethods:
         a: Any = self
         return np.trace(a, offset, axis1, axis2, dtype, out)
 
+    def sort(self, axis: Any = -1, kind: Any = None, order: Any = None, *, stable: Any = None) -> None:
+        """Sort in place along ``axis``, as ``ndarray.sort`` (a kernel writing this array; returns None).
+
+        Raises:
+            ValueError, TypeError: numpy's, for a bad ``axis``, ``kind``, ``stable`` or ``order`` (at the call).
+        """
+        from .functions import sorting
+
+        a: Any = self
+        sorting.sort_in_place(a, axis, kind, order, stable=stable)
+
+    def argsort(self, axis: Any = -1, kind: Any = None, order: Any = None, *, stable: Any = None) -> Any:
+        """The indices that sort along ``axis`` (intp), as ``numpy.argsort``."""
+        a: Any = self
+        return np.argsort(a, axis, kind, order, stable=stable)
+
+    def partition(self, kth: Any, axis: Any = -1, kind: str = "introselect", order: Any = None) -> None:
+        """Partition in place around ``kth``, as ``ndarray.partition`` (a kernel writing this array).
+
+        Raises:
+            ValueError, TypeError: numpy's, for a ``kth`` out of bounds or not ints, or a bad ``axis``,
+                ``kind`` or ``order`` (at the call).
+        """
+        from .functions import sorting
+
+        a: Any = self
+        sorting.partition_in_place(a, kth, axis, kind, order)
+
+    def cumsum(self, axis: Any = None, dtype: Any = None, out: Any = None) -> Any:
+        """The cumulative sum along ``axis`` (of the flattened array by default), as ``numpy.cumsum``."""
+        a: Any = self
+        return np.cumsum(a, axis, dtype, out)
+
+    def cumprod(self, axis: Any = None, dtype: Any = None, out: Any = None) -> Any:
+        """The cumulative product along ``axis`` (of the flattened array by default), as ``numpy.cumprod``."""
+        a: Any = self
+        return np.cumprod(a, axis, dtype, out)
+
     # --- data-dependent results and conveniences -------------------------------------
     def nonzero(self) -> tuple[Any, ...]:
         """The indices of the non-zero elements, one intp DeviceArray per axis, as ``numpy.nonzero``.

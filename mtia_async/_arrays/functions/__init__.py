@@ -9,6 +9,7 @@
 ``sized``        results sized by the data: ``nonzero``, ``unique``, ``histogram``, ...
 ``indexing``     integer-array and mask indexing (``a[idx]``, ``a[idx] = v``), ``fill``, ``item``
 ``linalg``       ``dot``, ``vdot``, ``inner``, ``outer``, ``tensordot``, ``einsum``, ``linalg.norm``, ``trace``
+``sorting``      ``sort``, ``argsort``, ``partition``, ``argpartition``, ``cumsum``, ``cumprod``, ``diff``
 ``selection``    ``where``, ``clip``, ``take``, ``take_along_axis``, ``put``, ``compress``
 ``statistics``   ``average``, ``median``, ``percentile``, ``quantile`` (and the ``nan*`` forms)
 ===============  ===================================================================
@@ -24,4 +25,5 @@ from . import registry as registry
 from . import shaping as shaping
 from . import sized as sized
 from . import selection as selection
+from . import sorting as sorting
 from . import statistics as statistics

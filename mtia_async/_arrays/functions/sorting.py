@@ -1,0 +1,285 @@
+"""Sorting and scans: ``sort``, ``argsort``, ``partition``, ``argpartition``, ``cumsum``, ``cumprod``,
+``diff`` (numpy dispatch), and the in-place ``a.sort()`` / ``a.partition()`` of the methods.
+
+The result shapes are the input's (flattened for ``axis=None``); numpy validates the
+keywords (axis, kind, stable, order) and gives the dtypes on a one-element dummy of the
+same dimensions, once per call form (cached); ``kth`` is checked against the real axis
+length here, as numpy does. ``sort`` and ``partition`` are one kernel that copies the input
+into the output and sorts that in place (numpy's own steps); the scans write into the
+output (``out=``); ``argsort``/``argpartition`` copy numpy's index array into it.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any
+
+import numpy as np
+from numpy.lib.array_utils import normalize_axis_index
+
+from ..._core.device import DeviceImpl
+from ..array import DeviceArray
+from .common import ghost, remember, with_function
+from .linalg import _NO_KW, call_assign, call_into, device, dummy, enqueue, key_of, ones, operand, operands, output
+from .linalg import placed, shape_of, val
+from .registry import implements, unsupported
+
+
+__all__ = [
+    "argpartition",
+    "argsort",
+    "cumprod",
+    "cumsum",
+    "diff",
+    "partition",
+    "partition_in_place",
+    "sort",
+    "sort_in_place",
+]
+
+Shape = tuple[int, ...]
+_NO_VALUE: Any = np._NoValue  # numpy's "argument not given"
+_INTP = np.dtype(np.intp)
+
+
+def array(a: Any, name: str, out: Any = None) -> tuple[DeviceImpl, Any]:
+    """The device and the array argument: a DeviceArray, or host data (a scalar too) as an ndarray.
+
+    ``out`` is the call's ``out=``, or the device when the caller found it already.
+    """
+    if type(a) is DeviceArray and out is None:
+        return a._dev, a
+    if type(out) is DeviceImpl:
+        return out, a if type(a) is DeviceArray else np.asarray(operand(a, name))
+    dev, (x,) = operands((a,), out, name)
+    return dev, x if type(x) is DeviceArray or type(x) is np.ndarray else np.asarray(x)
+
+
+def result_shape(shape: Shape, axis: Any, oracle: Any) -> Shape:
+    """A sort's or scan's result shape: the input's, flattened for ``axis=None``; for a 0-d input,
+    the shape numpy gave the 0-d dummy (``oracle``: numpy treats it as one element, or refuses)."""
+    if not shape:
+        return tuple(np.shape(oracle))
+    return (math.prod(shape),) if axis is None else shape
+
+
+# --- kernels (in the worker) -------------------------------------------------------------------------
+@with_function
+def copy_sort(fn: Any, args: tuple[Any, ...], kw: dict[str, Any], z: Any) -> None:
+    """``fn`` (np.sort, np.partition) as numpy runs it: copy the input (flattened for ``axis=None``)
+    into the output, then sort that in place (``args``: ndarray.sort or .partition, input, kth)."""
+    method, a, extra = args
+    x = val(a)
+    if kw["axis"] is None:
+        x, kw = x.reshape(-1), dict(kw, axis=-1)
+    o = val(z)
+    np.copyto(o, x)
+    method(o, *extra, **kw)
+
+
+@with_function
+def in_place(fn: Any, args: tuple[Any, ...], kw: dict[str, Any], z: Any) -> None:
+    """``fn(z, *args, **kw)``: ndarray.sort / ndarray.partition on the array's view, in place."""
+    fn(val(z), *args, **kw)
+
+
+# --- sort, argsort, partition, argpartition ------------------------------------------------------------
+def _sort_like(fn: Any, name: str, a: Any, kw: dict[str, Any], kth: Any = None) -> tuple[DeviceImpl, Any, Shape, Any]:
+    """The device, the operand, the result shape and the kth argument of ``fn(a, [kth,] **kw)``, validated.
+
+    numpy validates ``axis`` and the keywords on a one-element dummy with the same
+    dimensions; ``kth`` (partitions) is checked here against the real axis length.
+    """
+    dev, x = array(a, name)
+    shape = shape_of(x)
+    axis = kw["axis"]
+
+    def resolve() -> Shape:
+        extra = () if kth is None else (0,)
+        return result_shape(shape, axis, fn(dummy(x, ones(x)), *extra, **kw))  # numpy's errors
+
+    out_shape = remember((name, key_of(x), shape, type(axis), axis, *kw.values()), resolve)
+    kths = None if kth is None else check_kth(kth, name)  # after the axis, as numpy
+    if kths:  # the dummy took the axis; now the kth against its real length
+        n = math.prod(shape) if axis is None or not shape else shape[normalize_axis_index(axis, len(shape))]
+        check_bounds(kths, n, math.prod(shape))
+    return dev, x, out_shape, None if kths is None else kth_arg(kth, kths)
+
+
+def check_kth(kth: Any, name: str) -> list[int]:
+    """``kth`` as numpy reads it (an int or a 1-d sequence of ints): a list of ints, numpy's errors."""
+    if type(kth) is int:
+        return [kth]
+    if type(kth) is DeviceArray:
+        raise unsupported(name, "kth as a DeviceArray (it would be read on the host); pass ints")
+    k = np.asarray(kth)
+    if k.dtype == np.bool_:
+        raise ValueError("Booleans unacceptable as partition index")
+    if k.ndim > 1:
+        raise ValueError(f"kth must be an int or a 1-d sequence of ints, got {k.ndim} dimensions")
+    if k.dtype.kind not in "iu":  # [] too: numpy reads it as float64
+        raise TypeError("Partition index must be integer")
+    return [int(v) for v in k.reshape(-1).tolist()]
+
+
+def check_bounds(kths: list[int], n: int, size: int) -> None:
+    """numpy's bounds check of ``kth`` on an axis of length ``n`` (none on an empty array)."""
+    if size:
+        for k in kths:
+            if not -n <= k < n:
+                raise ValueError(f"kth(={k + n if k < 0 else k}) out of bounds ({n})")
+
+
+def kth_arg(kth: Any, kths: list[int]) -> Any:
+    """The kth the kernel gets: the checked ints, never the caller's (mutable) object."""
+    return kths[0] if type(kth) is int or np.ndim(kth) == 0 else kths
+
+
+@implements(np.sort)
+def sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *, stable: Any = None) -> DeviceArray:
+    kw = {"axis": axis, "kind": kind, "order": order, "stable": stable}
+    dev, x, shape, _ = _sort_like(np.sort, "sort", a, kw)
+    o = output(None, shape, x.dtype, dev, "sort")
+    (x,), reads = placed((x,), dev, "sort")
+    return enqueue(dev, copy_sort, np.sort, (np.ndarray.sort, x, ()), kw, o, reads)
+
+
+@implements(np.argsort)
+def argsort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *, stable: Any = None) -> DeviceArray:
+    kw = {"axis": axis, "kind": kind, "order": order, "stable": stable}
+    dev, x, shape, _ = _sort_like(np.argsort, "argsort", a, kw)
+    o = output(None, shape, _INTP, dev, "argsort")
+    (x,), reads = placed((x,), dev, "argsort")
+    return enqueue(dev, call_assign, np.ndarray.argsort, (x, axis, kind, order), {"stable": stable}, o, reads)
+
+
+@implements(np.partition)
+def partition(a: Any, kth: Any, axis: Any = -1, kind: str = "introselect", order: Any = None) -> DeviceArray:
+    kw = {"axis": axis, "kind": kind, "order": order}
+    dev, x, shape, k = _sort_like(np.partition, "partition", a, kw, kth)
+    o = output(None, shape, x.dtype, dev, "partition")
+    (x,), reads = placed((x,), dev, "partition")
+    return enqueue(dev, copy_sort, np.partition, (np.ndarray.partition, x, (k,)), kw, o, reads)
+
+
+@implements(np.argpartition)
+def argpartition(a: Any, kth: Any, axis: Any = -1, kind: str = "introselect", order: Any = None) -> DeviceArray:
+    kw = {"axis": axis, "kind": kind, "order": order}
+    dev, x, shape, k = _sort_like(np.argpartition, "argpartition", a, kw, kth)
+    o = output(None, shape, _INTP, dev, "argpartition")
+    (x,), reads = placed((x,), dev, "argpartition")
+    return enqueue(dev, call_assign, np.ndarray.argpartition, (x, k, axis, kind, order), _NO_KW, o, reads)
+
+
+# --- in place (the methods a.sort(), a.partition()) ---------------------------------------------------
+def _in_place(method: Any, a: DeviceArray, extra: tuple[Any, ...], kw: dict[str, Any]) -> None:
+    """``method(a, *extra, **kw)`` as a kernel writing ``a``; numpy validates the call on a dummy first."""
+    axis = kw["axis"]
+    dummy_extra = (0,) * len(extra)
+    remember((method, a._dtype, len(a._shape), type(axis), axis, *kw.values()),
+             lambda: method(np.zeros(ones(a), a._dtype), *dummy_extra, **kw) or True)  # fmt: skip
+    enqueue(a._dev, in_place, method, extra, kw, a, (a,), a)
+
+
+def sort_in_place(a: DeviceArray, axis: Any = -1, kind: Any = None, order: Any = None, *, stable: Any = None) -> None:
+    """``a.sort()``: ``a`` sorted in place along ``axis`` (a kernel on the current stream)."""
+    _in_place(np.ndarray.sort, a, (), {"axis": axis, "kind": kind, "order": order, "stable": stable})
+
+
+def partition_in_place(a: DeviceArray, kth: Any, axis: Any = -1, kind: str = "introselect", order: Any = None) -> None:
+    """``a.partition(kth)``: ``a`` partitioned in place along ``axis`` (a kernel on the current stream)."""
+    kw = {"axis": axis, "kind": kind, "order": order}
+    remember((np.ndarray.partition, a._dtype, len(a._shape), type(axis), axis, kind, order),
+             lambda: np.ndarray.partition(np.zeros(ones(a), a._dtype), 0, **kw) or True)  # fmt: skip
+    kths = check_kth(kth, "partition")
+    check_bounds(kths, a._shape[normalize_axis_index(axis, len(a._shape))], a.size)
+    enqueue(a._dev, in_place, np.ndarray.partition, (kth_arg(kth, kths),), kw, a, (a,), a)
+
+
+# --- scans -----------------------------------------------------------------------------------------------
+def _scan(fn: Any, method: Any, name: str, a: Any, axis: Any, dtype: Any, out: Any) -> DeviceArray:
+    """``fn(a, axis, dtype, out)`` (np.cumsum, np.cumprod), as the kernel ``method(a, axis, dtype, out)``."""
+    dev, x = array(a, name, out)
+    shape = shape_of(x)
+    out_dt = out._dtype if type(out) is DeviceArray else None
+
+    def resolve() -> tuple[Shape, np.dtype[Any]]:
+        with np.errstate(all="ignore"):
+            r = fn(dummy(x, ones(x)), axis, dtype)  # numpy's errors, and its dtype rules
+            if out_dt is not None:
+                fn(dummy(x, ones(x)), axis, dtype, np.empty(r.shape, out_dt))  # numpy's casting errors
+        return result_shape(shape, axis, r), r.dtype
+
+    out_shape, dt = remember((name, key_of(x), shape, type(axis), axis, dtype, out_dt), resolve)
+    o = output(out, out_shape, dt, dev, name)
+    (x,), reads = placed((x,), dev, name)
+    return enqueue(dev, call_into, method, (x, axis, dtype), _NO_KW, o, reads, out)
+
+
+@implements(np.cumsum)
+def cumsum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> DeviceArray:
+    return _scan(np.cumsum, np.ndarray.cumsum, "cumsum", a, axis, dtype, out)
+
+
+@implements(np.cumprod)
+def cumprod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> DeviceArray:
+    return _scan(np.cumprod, np.ndarray.cumprod, "cumprod", a, axis, dtype, out)
+
+
+# --- diff --------------------------------------------------------------------------------------------------
+@with_function
+def diff_kernel(fn: Any, args: tuple[Any, ...], kw: dict[str, Any], z: Any) -> None:
+    """numpy.diff's own steps (``fn``), the last difference written into the output."""
+    a, n, axis, prepend, append = args
+    x = val(a)
+    if prepend is not None or append is not None:
+        side = x.shape[:axis] + (1,) + x.shape[axis + 1 :]
+        parts = []
+        for e in (prepend, a, append):
+            if e is not None:
+                v = val(e)
+                parts.append(np.broadcast_to(v, side) if v.ndim == 0 else v)
+        x = np.concatenate(parts, axis)
+    op = np.not_equal if x.dtype == np.bool_ else np.subtract
+    head = (slice(None),) * axis
+    later, earlier = head + (slice(1, None),), head + (slice(None, -1),)
+    for _ in range(n - 1):
+        x = op(x[later], x[earlier])
+    op(x[later], x[earlier], out=val(z))
+
+
+@implements(np.diff)
+def diff(a: Any, n: Any = 1, axis: Any = -1, prepend: Any = _NO_VALUE, append: Any = _NO_VALUE) -> Any:
+    if n == 0:
+        return a  # numpy returns its argument itself
+    if n < 0:
+        raise ValueError("order must be non-negative but got " + repr(n))
+    n = operator.index(n)
+    if prepend is _NO_VALUE and append is _NO_VALUE:
+        dev, x = array(a, "diff")
+        pre = app = None
+    else:
+        dev = device((a, prepend, append), "diff")
+        x, pre, app = (None if e is _NO_VALUE else array(e, "diff", dev)[1] for e in (a, prepend, append))
+    shape = shape_of(x)
+
+    def resolve() -> tuple[int, Shape, np.dtype[Any]]:
+        if not shape:
+            raise ValueError("diff requires input that is at least one dimensional")
+        ax = normalize_axis_index(axis, len(shape))
+        side = shape[:ax] + (1,) + shape[ax + 1 :]
+        parts = [ghost(shape_of(e) or side) for e in (pre, x, app) if e is not None]
+        joined = np.concatenate(parts, ax).shape if len(parts) > 1 else shape  # numpy's errors
+        extra = {k: dummy(e, ones(e)) for k, e in (("prepend", pre), ("append", app)) if e is not None}
+        dt = np.diff(dummy(x, ones(x)), 1, ax, **extra).dtype
+        return ax, joined[:ax] + (max(joined[ax] - n, 0),) + joined[ax + 1 :], dt
+
+    extras = () if pre is None and app is None else [None if e is None else (key_of(e), shape_of(e)) for e in (pre, app)]
+    ax, out_shape, dt = remember(("diff", key_of(x), shape, n, type(axis), axis, *extras), resolve)
+    o = output(None, out_shape, dt, dev, "diff")
+    if pre is None and app is None:
+        (x,), reads = placed((x,), dev, "diff")
+    else:
+        (x, pre, app), reads = placed((x, pre, app), dev, "diff")
+    return enqueue(dev, diff_kernel, np.diff, (x, n, ax, pre, app), _NO_KW, o, reads)
