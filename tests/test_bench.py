@@ -479,6 +479,16 @@ def test_tables_show_values_ratios_goals_and_footnoted_skips() -> None:
     assert not any(line.rstrip().endswith("met*") for line in out.getvalue().splitlines())
 
 
+def test_row_names_with_brackets_are_printed_as_written() -> None:
+    """rich reads "[idx]" as markup: a row name must reach the terminal literally."""
+    pytest.importorskip("rich")
+    rows = [Row("ops.np.getitem_int", "ops", "a[idx] (host int array)", "us", samples=[1.0]),
+            Row("ops.np.concatenate", "ops", "np.concatenate([a, b])", "us", samples=[2.0])]
+    out = io.StringIO()
+    render_table(rows, title="t", file=out, plain=False, width=100)
+    assert "a[idx] (host int array)" in out.getvalue() and "np.concatenate([a, b])" in out.getvalue()
+
+
 def test_fmt_and_num() -> None:
     assert fmt(0.24839, "us") == "0.248 us"
     assert fmt(1.0249, "x") == "1.025x"

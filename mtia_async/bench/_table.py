@@ -145,7 +145,7 @@ class Layout:
                 elif text.endswith("!"):
                     cells.append(Text.assemble(text[:-1], ("!", "bold yellow")))
                 else:
-                    cells.append(text)
+                    cells.append(Text(text))  # literal: a row name such as "a[idx]" is no markup
             table.add_row(*cells)
         return table
 
