@@ -54,17 +54,22 @@ def same(got: Any, expected: Any) -> None:
         np.testing.assert_allclose(host, expected, rtol=tol, atol=tol)
 
 
+def raises_at_the_call(exc: type[Exception], device_call: Callable[[], Any]) -> None:
+    """``device_call`` raises ``exc`` at the call, with nothing allocated and nothing failed in a worker."""
+    gc.collect()  # earlier examples' garbage is not freed during the call
+    before = mtia.memory_allocated(0)
+    with pytest.raises(exc):
+        device_call()
+    assert mtia.memory_allocated(0) == before
+    mtia.synchronize()
+
+
 def compare(device_call: Callable[[], Any], host_call: Callable[[], Any]) -> Any:
-    """numpy's result on the device, or numpy's exception type at the call (nothing allocated, nothing failed)."""
+    """numpy's result on the device, or numpy's exception type at the call (``raises_at_the_call``)."""
     try:
         expected = host_call()
     except Exception as exc:
-        gc.collect()  # earlier examples' garbage is not freed during the call
-        before = mtia.memory_allocated(0)
-        with pytest.raises(type(exc)):
-            device_call()
-        assert mtia.memory_allocated(0) == before
-        mtia.synchronize()  # raised at the call: nothing failed in a worker
+        raises_at_the_call(type(exc), device_call)
         return None
     got = device_call()
     same(got, expected)
@@ -137,11 +142,7 @@ def test_dot_out() -> None:
     same(da.dot(dt, out), np.dot(a, a.T))
     big = mtia.zeros((2, 4), np.float32)
     for bad in [mtia.zeros((2, 2), np.float64), big[:, ::2], mtia.zeros((2, 3), np.float32)]:
-        gc.collect()  # earlier examples' garbage is not freed during the call
-        before = mtia.memory_allocated(0)
-        with pytest.raises(ValueError):
-            np.dot(da, dt, out=bad)
-        assert mtia.memory_allocated(0) == before
+        raises_at_the_call(ValueError, lambda: np.dot(da, dt, out=bad))
     with pytest.raises(TypeError, match="must be a DeviceArray"):
         np.dot(da, dt, out=np.zeros((2, 2), np.float32))
 
@@ -306,6 +307,11 @@ def test_einsum_returns_a_view_where_numpy_does() -> None:
     t[0] = -1.0  # writes through, as numpy's view
     same(m, np.array([[-1.0, 1, 2], [-1.0, 4, 5], [-1.0, 7, 8]]))
     assert np.einsum("ij->i", m).base is None  # a sum: a new array
+    z = mtia.asarray(np.float64(2.5))
+    for sub in ("", "->", "..."):  # numpy returns a scalar (a copy) for a 0-d result: a new array here
+        r = np.einsum(sub, z)
+        assert r.base is None
+        same(r, np.asarray(np.einsum(sub, np.float64(2.5))))
 
 
 def test_einsum_refuses_the_sublist_form_and_order_f() -> None:

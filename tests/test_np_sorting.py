@@ -6,8 +6,8 @@ Differential: every call is made on numpy and on the device with the same host d
 scans are equal exactly (values, dtype, shape), float scans within allclose; or both
 raise the same exception type, the device one at the call, before anything is
 allocated or enqueued. Partitions are compared by what numpy promises (the kth element
-in place, nothing larger before it, nothing smaller after it), argsorts of ties by the
-values they pick and by the indices themselves (numpy's algorithm on the same values).
+in place, nothing larger before it, nothing smaller after it); argsorts exactly, ties
+included (numpy's algorithm on the same values).
 """
 
 from __future__ import annotations
@@ -57,17 +57,22 @@ def same(got: Any, expected: Any) -> None:
         np.testing.assert_array_equal(host, expected)
 
 
+def raises_at_the_call(exc: type[Exception], device_call: Callable[[], Any]) -> None:
+    """``device_call`` raises ``exc`` at the call, with nothing allocated and nothing failed in a worker."""
+    gc.collect()  # earlier examples' garbage is not freed during the call
+    before = mtia.memory_allocated(0)
+    with pytest.raises(exc):
+        device_call()
+    assert mtia.memory_allocated(0) == before
+    mtia.synchronize()
+
+
 def compare(device_call: Callable[[], Any], host_call: Callable[[], Any]) -> Any:
-    """numpy's result on the device, or numpy's exception type at the call (nothing allocated, nothing failed)."""
+    """numpy's result on the device, or numpy's exception type at the call (``raises_at_the_call``)."""
     try:
         expected = host_call()
     except Exception as exc:
-        gc.collect()  # earlier examples' garbage is not freed during the call
-        before = mtia.memory_allocated(0)
-        with pytest.raises(type(exc)):
-            device_call()
-        assert mtia.memory_allocated(0) == before
-        mtia.synchronize()  # raised at the call: nothing failed in a worker
+        raises_at_the_call(type(exc), device_call)
         return None
     got = device_call()
     same(got, expected)
@@ -107,11 +112,7 @@ def test_sort_in_place_matches_numpy(a: Any, axis: Any, kw: dict[str, Any], layo
     try:
         host.sort(axis, **kw)
     except Exception as exc:
-        gc.collect()  # earlier examples' garbage is not freed during the call
-        before = mtia.memory_allocated(0)
-        with pytest.raises(type(exc)):
-            da.sort(axis, **kw)
-        assert mtia.memory_allocated(0) == before
+        raises_at_the_call(type(exc), lambda: da.sort(axis, **kw))
         return
     assert da.sort(axis, **kw) is None
     same(da, host)
@@ -122,19 +123,8 @@ def test_sort_in_place_matches_numpy(a: Any, axis: Any, kw: dict[str, Any], layo
 @SETTINGS
 @given(a=arrays | floats, axis=axes, kw=st.sampled_from(SORT_KW), layout=layouts, method=st.booleans())
 def test_argsort_matches_numpy(a: Any, axis: Any, kw: dict[str, Any], layout: str, method: bool) -> None:
-    da = device(a, layout)
-    try:
-        expected = np.argsort(a, axis, **kw)
-    except Exception as exc:
-        with pytest.raises(type(exc)):
-            da.argsort(axis, **kw) if method else np.argsort(da, axis, **kw)
-        return
-    got = (da.argsort(axis, **kw) if method else np.argsort(da, axis, **kw)).numpy()
-    assert got.dtype == expected.dtype and got.shape == expected.shape
-    flat = a.reshape(-1) if axis is None or a.ndim == 0 else a
-    ax = -1 if axis is None or a.ndim == 0 else axis
-    np.testing.assert_array_equal(np.take_along_axis(flat, got, ax), np.take_along_axis(flat, expected, ax))
-    np.testing.assert_array_equal(got, expected)  # numpy's algorithm on the same values: the same indices
+    da = device(a, layout)  # numpy's algorithm on the same values: the same indices, ties included
+    compare(lambda: da.argsort(axis, **kw) if method else np.argsort(da, axis, **kw), lambda: np.argsort(a, axis, **kw))
 
 
 def test_sort_copies_and_leaves_the_input() -> None:
@@ -188,12 +178,7 @@ def test_partition_matches_numpy(a: Any, data: st.DataObject, axis: Any, layout:
     try:
         expected = host()
     except Exception as exc:
-        gc.collect()  # earlier examples' garbage is not freed during the call
-        before = mtia.memory_allocated(0)
-        with pytest.raises(type(exc)):
-            dev()
-        assert mtia.memory_allocated(0) == before
-        mtia.synchronize()
+        raises_at_the_call(type(exc), dev)
         return
     got = dev()
     if method == "in":

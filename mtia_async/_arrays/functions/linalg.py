@@ -176,7 +176,7 @@ def call_assign(fn: Any, args: tuple[Any, ...], kw: dict[str, Any], z: Any) -> N
     np.copyto(val(z), fn(*[val(x) for x in args], **kw), casting="unsafe")
 
 
-_NO_KW: dict[str, Any] = {}
+NO_KW: dict[str, Any] = {}
 
 
 # --- dot, vdot, inner, outer ------------------------------------------------------------------------
@@ -209,7 +209,7 @@ def dot(a: Any, b: Any, out: Any = None) -> DeviceArray:
             f": out= has dtype {o._dtype}, the result's is {dt}"
         )
     args, reads = placed((x, y), dev, "dot")
-    return enqueue(dev, call_into, np.dot, args, _NO_KW, o, reads, out)
+    return enqueue(dev, call_into, np.dot, args, NO_KW, o, reads, out)
 
 
 def _vdot_resolve(x: Any, y: Any) -> np.dtype[Any]:
@@ -225,7 +225,7 @@ def vdot(a: Any, b: Any) -> DeviceArray:
     dt = remember(("vdot", key_of(x), shape_of(x), key_of(y), shape_of(y)), lambda: _vdot_resolve(x, y))
     o = output(None, (), dt, dev, "vdot")
     args, reads = placed((x, y), dev, "vdot")
-    return enqueue(dev, call_assign, np.vdot, args, _NO_KW, o, reads)
+    return enqueue(dev, call_assign, np.vdot, args, NO_KW, o, reads)
 
 
 def _inner_resolve(x: Any, y: Any) -> tuple[Shape, np.dtype[Any]]:
@@ -245,7 +245,7 @@ def inner(a: Any, b: Any) -> DeviceArray:
     shape, dt = remember(("inner", key_of(x), shape_of(x), key_of(y), shape_of(y)), lambda: _inner_resolve(x, y))
     o = output(None, shape, dt, dev, "inner")
     args, reads = placed((x, y), dev, "inner")
-    return enqueue(dev, call_assign, np.inner, args, _NO_KW, o, reads)
+    return enqueue(dev, call_assign, np.inner, args, NO_KW, o, reads)
 
 
 @implements(np.outer)
@@ -260,7 +260,7 @@ def outer(a: Any, b: Any, out: Any = None) -> DeviceArray:
     dt = remember(("outer", key_of(x), key_of(y), out_dt), resolve)
     o = output(out, (math.prod(shape_of(x)), math.prod(shape_of(y))), dt, dev, "outer")
     args, reads = placed((x, y), dev, "outer")
-    return enqueue(dev, call_out, np.outer, args, _NO_KW, o, reads, out)
+    return enqueue(dev, call_out, np.outer, args, NO_KW, o, reads, out)
 
 
 # --- tensordot ---------------------------------------------------------------------------------------
@@ -320,14 +320,11 @@ def tensordot(a: Any, b: Any, axes: Any = 2) -> DeviceArray:
                                  np.zeros((1, 1), np.asarray(dummy(y, ())).dtype)))  # fmt: skip
         return axes_a, axes_b, shape, dt
 
-    try:
-        key: Any = ("tensordot", key_of(x), shape_of(x), key_of(y), shape_of(y), freeze(axes))
-    except TypeError:
-        key = None
+    key = ("tensordot", key_of(x), shape_of(x), key_of(y), shape_of(y), freeze(axes))
     axes_a, axes_b, shape, dt = remember(key, resolve)
     o = output(None, shape, dt, dev, "tensordot")
     (x, y), reads = placed((x, y), dev, "tensordot")
-    return enqueue(dev, tensordot_kernel, np.tensordot, (x, y, axes_a, axes_b), _NO_KW, o, reads)
+    return enqueue(dev, tensordot_kernel, np.tensordot, (x, y, axes_a, axes_b), NO_KW, o, reads)
 
 
 # --- einsum ------------------------------------------------------------------------------------------
@@ -370,15 +367,15 @@ def _einsum_view(subscripts: str, x: Any, kw: dict[str, Any]) -> bool:
     """Whether numpy's einsum returns a view of its one operand (``'ij->ji'``, ``'ii->i'``).
 
     Asked of a ghost of the operand's shape: its elements have no bytes, so any form that
-    computes fails on it, and only a view comes back.
+    computes fails on it, and only a view comes back (for a 0-d result numpy returns a
+    scalar, a copy: that is computed, as any other form).
     """
     if type(x) is not DeviceArray:
         return False
     try:
-        np.einsum(subscripts, ghost(x), **kw)
+        return type(np.einsum(subscripts, ghost(x), **kw)) is np.ndarray
     except Exception:
         return False
-    return True
 
 
 @with_function
@@ -414,10 +411,8 @@ def einsum(*operands_: Any, out: Any = None, dtype: Any = None, order: str = "K"
         return False, shape, result_dtype(r)
 
     opt = (type(optimize), optimize) if type(optimize) is bool or type(optimize) is str else freeze(optimize)
-    try:
-        key: Any = ("einsum", subscripts, *[(key_of(x), shape_of(x)) for x in ops], out_dt, dtype, order, casting, opt)
-    except TypeError:
-        key = None
+    key = ("einsum", subscripts, out_dt, dtype, order, casting, opt,
+           *[(x._dtype, x._shape) if type(x) is DeviceArray else (key_of(x), shape_of(x)) for x in ops])  # fmt: skip
     view, shape, dt = remember(key, resolve)
     if view:  # as numpy: a view of the operand's memory (metadata only, nothing computed)
         a: DeviceArray = ops[0]
@@ -443,11 +438,7 @@ def norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> D
             return tuple(1 if i in ax else n for i, n in enumerate(shape)), dt
         return tuple(n for i, n in enumerate(shape) if i not in ax), dt
 
-    try:
-        key: Any = ("norm", key_of(a), shape, freeze(ord), freeze(axis), bool(keepdims))
-    except TypeError:
-        key = None
-    out_shape, dt = remember(key, resolve)
+    out_shape, dt = remember(("norm", key_of(a), shape, freeze(ord), freeze(axis), freeze(keepdims)), resolve)
     o = output(None, out_shape, dt, dev, "linalg.norm")
     args, reads = placed((a,), dev, "linalg.norm")
     kw = {"ord": ord, "axis": axis, "keepdims": keepdims}
@@ -464,11 +455,8 @@ def trace(a: Any, offset: Any = 0, axis1: Any = 0, axis2: Any = 1, dtype: Any = 
         o1 = None if out_dt is None else np.empty((1,) * len(shape), out_dt)
         return shape, result_dtype(np.trace(dummy(x, ones(x)), offset, axis1, axis2, dtype, o1))
 
-    try:
-        key: Any = ("trace", key_of(x), shape_of(x), freeze(offset), freeze(axis1), freeze(axis2), dtype, out_dt)
-    except TypeError:
-        key = None
+    key = ("trace", key_of(x), shape_of(x), freeze(offset), freeze(axis1), freeze(axis2), freeze(dtype), out_dt)
     shape, dt = remember(key, resolve)
     o = output(out, shape, dt, dev, "trace")
     (x,), reads = placed((x,), dev, "trace")
-    return enqueue(dev, call_into, np.ndarray.trace, (x, offset, axis1, axis2, dtype), _NO_KW, o, reads, out)
+    return enqueue(dev, call_into, np.ndarray.trace, (x, offset, axis1, axis2, dtype), NO_KW, o, reads, out)

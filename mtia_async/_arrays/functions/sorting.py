@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
-from ..._core.device import DeviceImpl
 from ..array import DeviceArray
 from .common import ghost, remember, with_function
-from .linalg import _NO_KW, call_assign, call_into, device, dummy, enqueue, key_of, ones, operand, operands, output
+from .linalg import NO_KW, call_assign, call_into, device, dummy, enqueue, key_of, ones, operand, operands, output
 from .linalg import placed, shape_of, val
 from .registry import implements, unsupported
+
+if TYPE_CHECKING:
+    from ..._core.device import DeviceImpl
 
 
 __all__ = [
@@ -43,17 +45,17 @@ _NO_VALUE: Any = np._NoValue  # numpy's "argument not given"
 _INTP = np.dtype(np.intp)
 
 
-def array(a: Any, name: str, out: Any = None) -> tuple[DeviceImpl, Any]:
-    """The device and the array argument: a DeviceArray, or host data (a scalar too) as an ndarray.
+def as_array(x: Any) -> Any:
+    """An operand as numpy's ``asanyarray`` sees it: a DeviceArray as it is, host data or a scalar as an ndarray."""
+    return x if type(x) is DeviceArray or type(x) is np.ndarray else np.asarray(x)
 
-    ``out`` is the call's ``out=``, or the device when the caller found it already.
-    """
+
+def array(a: Any, name: str, out: Any = None) -> tuple[DeviceImpl, Any]:
+    """The device (of ``a`` and ``out=``) and the array argument (``as_array``), nothing moved yet."""
     if type(a) is DeviceArray and out is None:
         return a._dev, a
-    if type(out) is DeviceImpl:
-        return out, a if type(a) is DeviceArray else np.asarray(operand(a, name))
     dev, (x,) = operands((a,), out, name)
-    return dev, x if type(x) is DeviceArray or type(x) is np.ndarray else np.asarray(x)
+    return dev, as_array(x)
 
 
 def result_shape(shape: Shape, axis: Any, oracle: Any) -> Shape:
@@ -169,32 +171,35 @@ def argpartition(a: Any, kth: Any, axis: Any = -1, kind: str = "introselect", or
     dev, x, shape, k = _sort_like(np.argpartition, "argpartition", a, kw, kth)
     o = output(None, shape, _INTP, dev, "argpartition")
     (x,), reads = placed((x,), dev, "argpartition")
-    return enqueue(dev, call_assign, np.ndarray.argpartition, (x, k, axis, kind, order), _NO_KW, o, reads)
+    return enqueue(dev, call_assign, np.ndarray.argpartition, (x, k, axis, kind, order), NO_KW, o, reads)
 
 
 # --- in place (the methods a.sort(), a.partition()) ---------------------------------------------------
-def _in_place(method: Any, a: DeviceArray, extra: tuple[Any, ...], kw: dict[str, Any]) -> None:
-    """``method(a, *extra, **kw)`` as a kernel writing ``a``; numpy validates the call on a dummy first."""
+def _in_place(method: Any, a: DeviceArray, kw: dict[str, Any], kth: Any = None) -> None:
+    """``method(a, [kth,] **kw)`` (ndarray.sort, ndarray.partition) as a kernel writing ``a``.
+
+    numpy validates the call on a one-element dummy first; ``kth`` is then checked against
+    the real axis length, as numpy does (after the axis).
+    """
     axis = kw["axis"]
-    dummy_extra = (0,) * len(extra)
-    remember((method, a._dtype, len(a._shape), type(axis), axis, *kw.values()),
-             lambda: method(np.zeros(ones(a), a._dtype), *dummy_extra, **kw) or True)  # fmt: skip
+    extra: tuple[Any, ...] = () if kth is None else (0,)
+    remember((method, a._dtype, len(a._shape), type(axis), *kw.values()),
+             lambda: method(np.zeros(ones(a), a._dtype), *extra, **kw) or True)  # fmt: skip
+    if kth is not None:
+        kths = check_kth(kth, method.__name__)
+        check_bounds(kths, a._shape[normalize_axis_index(axis, len(a._shape))], a.size)
+        extra = (kth_arg(kth, kths),)
     enqueue(a._dev, in_place, method, extra, kw, a, (a,), a)
 
 
 def sort_in_place(a: DeviceArray, axis: Any = -1, kind: Any = None, order: Any = None, *, stable: Any = None) -> None:
     """``a.sort()``: ``a`` sorted in place along ``axis`` (a kernel on the current stream)."""
-    _in_place(np.ndarray.sort, a, (), {"axis": axis, "kind": kind, "order": order, "stable": stable})
+    _in_place(np.ndarray.sort, a, {"axis": axis, "kind": kind, "order": order, "stable": stable})
 
 
 def partition_in_place(a: DeviceArray, kth: Any, axis: Any = -1, kind: str = "introselect", order: Any = None) -> None:
     """``a.partition(kth)``: ``a`` partitioned in place along ``axis`` (a kernel on the current stream)."""
-    kw = {"axis": axis, "kind": kind, "order": order}
-    remember((np.ndarray.partition, a._dtype, len(a._shape), type(axis), axis, kind, order),
-             lambda: np.ndarray.partition(np.zeros(ones(a), a._dtype), 0, **kw) or True)  # fmt: skip
-    kths = check_kth(kth, "partition")
-    check_bounds(kths, a._shape[normalize_axis_index(axis, len(a._shape))], a.size)
-    enqueue(a._dev, in_place, np.ndarray.partition, (kth_arg(kth, kths),), kw, a, (a,), a)
+    _in_place(np.ndarray.partition, a, {"axis": axis, "kind": kind, "order": order}, kth)
 
 
 # --- scans -----------------------------------------------------------------------------------------------
@@ -214,7 +219,7 @@ def _scan(fn: Any, method: Any, name: str, a: Any, axis: Any, dtype: Any, out: A
     out_shape, dt = remember((name, key_of(x), shape, type(axis), axis, dtype, out_dt), resolve)
     o = output(out, out_shape, dt, dev, name)
     (x,), reads = placed((x,), dev, name)
-    return enqueue(dev, call_into, method, (x, axis, dtype), _NO_KW, o, reads, out)
+    return enqueue(dev, call_into, method, (x, axis, dtype), NO_KW, o, reads, out)
 
 
 @implements(np.cumsum)
@@ -261,7 +266,7 @@ def diff(a: Any, n: Any = 1, axis: Any = -1, prepend: Any = _NO_VALUE, append: A
         pre = app = None
     else:
         dev = device((a, prepend, append), "diff")
-        x, pre, app = (None if e is _NO_VALUE else array(e, "diff", dev)[1] for e in (a, prepend, append))
+        x, pre, app = (None if e is _NO_VALUE else as_array(operand(e, "diff")) for e in (a, prepend, append))
     shape = shape_of(x)
 
     def resolve() -> tuple[int, Shape, np.dtype[Any]]:
@@ -282,4 +287,4 @@ def diff(a: Any, n: Any = 1, axis: Any = -1, prepend: Any = _NO_VALUE, append: A
         (x,), reads = placed((x,), dev, "diff")
     else:
         (x, pre, app), reads = placed((x, pre, app), dev, "diff")
-    return enqueue(dev, diff_kernel, np.diff, (x, n, ax, pre, app), _NO_KW, o, reads)
+    return enqueue(dev, diff_kernel, np.diff, (x, n, ax, pre, app), NO_KW, o, reads)
