@@ -56,6 +56,9 @@ def _g(text: str, on: Literal["value", "ratio"], op: Literal["<=", ">=", "<"], l
 
 _TORCH_2X = _g("<= 2.0x torch (stretch 1.5x)", "ratio", "<=", 2.0, 1.5, 9)
 _NUMPY_105 = _g("<= 1.05x numpy", "ratio", "<=", 1.05, None, 9)
+# Issue 18: a numpy function on 16 elements costs <= 2x the ufunc call's goal (2.0x torch,
+# stretch 1.5x) measured against torch.exp on 16 floats; on 1M elements <= 1.05x numpy.
+_FUNCTION = _g("<= 4.0x torch exp (2x the ufunc goal; stretch 3.0x)", "ratio", "<=", 4.0, 3.0, 9)
 _LAUNCH_DA = _g("<= 0.6 us (stretch 0.3)", "value", "<=", 0.6, 0.3, 12)
 
 #: Row key -> goal, from /work/shared/spec/performance-goals.md (that page wins).
@@ -76,6 +79,10 @@ GOALS: dict[str, Goal] = {
         "launch_exp_np", "launch_exp_da", "launch_exp", "add", "mul", "exp", "exp_out", "sum", "reduce",
         "matmul", "fill", "empty")},
     **{f"ops.large.{op}": _NUMPY_105 for op in ("add", "exp_out", "sum")},
+    **{f"ops.np.{op}": _FUNCTION for op in (
+        "concatenate", "stack", "squeeze", "tile", "zeros_like", "arange", "where", "clip", "take", "getitem_int",
+        "setitem_int", "fill", "median", "dot", "einsum", "sort", "cumsum")},
+    **{f"ops.np.large.{op}": _NUMPY_105 for op in ("concatenate", "where", "sort", "cumsum", "dot")},
     "ops.launch_da.d1e3": _LAUNCH_DA,
     "ops.launch_da.d1e6": _LAUNCH_DA,
     "ops.worker.overhead": _g("<= 0.5 us (stretch 0.2)", "value", "<=", 0.5, 0.2, 12),

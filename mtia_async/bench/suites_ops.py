@@ -8,7 +8,7 @@ the rows still report their own cost and the baseline shows ``skip`` with the re
 Goal 9 of the performance-goals page: each row <= 2.0x torch (stretch 1.5x). Large
 arrays (1M float32) are compared with numpy on the host (<= 1.05x).
 
-Then goal 12: launching a ufunc kernel with DeviceArray arguments on a held stream
+Then numpy's functions on DeviceArrays (issue 18, ``suites_functions``). Then goal 12: launching a ufunc kernel with DeviceArray arguments on a held stream
 (caller side) at queue depths 10^3 and 10^6 (10^5 under ``--quick``), which should cost
 the same; and the worker's overhead per such kernel: the drain rate of a pre-filled
 FIFO of ``np.exp(X, out=Y)`` on tiny DeviceArrays against the same calls (on numpy
@@ -25,6 +25,7 @@ from typing import Any
 from ._harness import Baseline, Context, Row, gc_paused
 from ._stats import paired_differences
 from .suites_core import held, noop
+from .suites_functions import function_rows
 from .suites_memory import torch_or_reason
 
 __all__ = ["run_ops"]
@@ -265,5 +266,6 @@ def _worker_rows(ctx: Context) -> list[Row]:
 
 
 def run_ops(ctx: Context) -> list[Row]:
-    """Host cost per op vs torch; large arrays vs numpy; deep-queue launches; worker overhead."""
-    return _small_rows(ctx) + _large_rows(ctx) + _deep_queue_rows(ctx) + _worker_rows(ctx)
+    """Host cost per op vs torch; numpy's functions (issue 18); large arrays vs numpy; deep queues; worker."""
+    return (_small_rows(ctx) + function_rows(ctx, _measure_pairs) + _large_rows(ctx) + _deep_queue_rows(ctx)
+            + _worker_rows(ctx))
