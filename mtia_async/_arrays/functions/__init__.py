@@ -22,8 +22,8 @@ from . import indexing as indexing
 from . import joining as joining
 from . import linalg as linalg
 from . import registry as registry
+from . import selection as selection
 from . import shaping as shaping
 from . import sized as sized
-from . import selection as selection
 from . import sorting as sorting
 from . import statistics as statistics
