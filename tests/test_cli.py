@@ -28,6 +28,7 @@ def test_main_job_describes_the_device_runs_the_demo_and_fits_100_columns() -> N
     assert "mtia:0  mtia_async emulated MTIA (numpy)" in out and "workers" in out and "capability 2.0" in out
     assert "demo 1: streams overlap numpy work" in out and "x overlap" in out
     assert "demo 2: an async service" in out and "served 24 requests" in out and "heartbeat (5 ms)" in out
+    assert "demo 3: numpy's functions" in out and "awaited unique(x > 1.5) -> [False, True]" in out
     assert "quick benchmark summary" in out and "goals:" in out
     for suite in ("launch", "sync", "await", "overlap", "kernels", "memory", "ops", "rng"):
         assert f"\n{suite} " in out or f"\n{suite}\n" in out, suite  # each suite is a section
@@ -52,7 +53,8 @@ def test_without_torch_the_rows_say_skipped_in_a_footnote(tmp_path: Path) -> Non
     assert "[1] torch is not installed (pip install torch to compare with PyTorch CPU eager)" in out
     rows = [line for line in out.splitlines() if line.startswith("  ") and not line.startswith("   ")]
     skipped = [line for line in rows if re.search(r"skipped +\[1\]", line)]
-    assert len(skipped) == 13, rows  # memory vs torch and 12 ops (s.launch(noop) has no torch twin)
+    # memory vs torch, 12 ops (s.launch(noop) has no torch twin) and the 17 numpy-function rows (issue 18)
+    assert len(skipped) == 30, rows
     assert any(line.lstrip().startswith("a + b") and re.search(r"skipped +\[1\]", line) for line in rows)
     _assert_fits(out)
     _assert_fits(result.stderr)

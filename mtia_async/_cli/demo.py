@@ -1,4 +1,4 @@
-"""The main job's demo: what the device is, streams overlapping, an async service loop.
+"""The main job's demo: what the device is, streams overlapping, an async service loop, numpy on the device.
 
 ``python -m mtia_async`` runs :func:`describe` then :func:`run_demo`, then a quick
 benchmark summary. Everything here uses the public API only.
@@ -144,16 +144,36 @@ async def _service(out: Print, n_requests: int = 24) -> None:
     out(f"  heartbeat (5 ms) kept running: {len(gaps)} ticks, longest gap {max(gaps):.1f} ms")
 
 
+async def _numpy(out: Print) -> None:
+    """numpy's functions on DeviceArrays: kernels at once, and the waits that data-sized results need."""
+    rng = np.random.default_rng(2)
+    host = rng.standard_normal((4, 1000), dtype=np.float32)
+    x = mtia.asarray(host)
+    clipped = np.clip(x, -2.0, 2.0)  # each call: one kernel on the current stream, a DeviceArray back
+    joined = np.concatenate([clipped, np.where(clipped > 0, clipped, 0.0)], axis=1)
+    top = np.sort(joined, axis=1)[:, -3:]  # a view of the sorted copy
+    ranks = np.argsort(np.median(x, axis=1))
+    out(f"  launched clip, where, concatenate, sort, median, argsort: {joined.shape} -> {top.shape}, no wait yet")
+    labels = await mtia.unique(x > 1.5)  # sized by the data: awaited (np.unique would block)
+    biggest = await top[0, -1].item()  # await a.item() on an event loop
+    expected = float(np.sort(np.clip(host[0], -2, 2))[-1])
+    out(f"  awaited unique(x > 1.5) -> {(await labels.to_host()).tolist()}; top value {biggest:.3f} "
+        f"(numpy on the host: {expected:.3f})")
+    out(f"  rows ordered by their median: {(await ranks.to_host()).tolist()}")
+
+
 async def _demo(out: Print) -> None:
     out("demo 1: streams overlap numpy work; events time each stream (elapsed_time)")
     await _overlap(out)
     out("demo 2: an async service awaits results (await event, await s.synchronize()); a heartbeat runs")
     await _service(out)
+    out("demo 3: numpy's functions run on the device (docs/arrays.md); data-sized results are awaited")
+    await _numpy(out)
     await mtia.synchronize()
 
 
 def run_demo(out: Print = print) -> None:
-    """Run the two demos in a fresh asyncio loop, printing what they do."""
+    """Run the three demos in a fresh asyncio loop, printing what they do."""
     asyncio.run(_demo(out))
 
 

@@ -47,7 +47,7 @@ _ALL = (
           "threads = bare threading.Threads making the same calls."),
     Suite("kernels", run_kernels, "np.add of 1K/1M/16M through a stream vs direct numpy", (10, 3)),
     Suite("memory", run_memory, "cached allocate + free vs numpy.empty (and torch.empty)", (9, 4)),
-    Suite("ops", run_ops, "host cost per op on 16 floats vs torch; deep queues; worker", (75, 10),
+    Suite("ops", run_ops, "host cost per op on 16 floats vs torch; numpy functions; deep queues; worker", (150, 16),
           "ops: 16 float32, per op: launch + its share of one final synchronize(); the baseline is PyTorch CPU "
           "eager (1 thread) unless the row names another; launch at depth: s.launch(np.exp, X, out=Y) on a "
           "held stream."),
