@@ -14,44 +14,32 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from _support import numpy_diff
+from _support.numpy_diff import same, examples
+from hypothesis import given
 from hypothesis import strategies as st
 
 import mtia_async as mtia_async_facade
 import mtia_async.sync as mtia
 
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = examples(40)
 DTYPES = [None, np.int8, np.uint8, np.int32, np.int64, np.float16, np.float32, np.float64, np.complex64, np.bool_]
 
 
-def same(got: Any, expected: Any) -> None:
-    """Equal values (NaN == NaN), dtype and shape."""
-    assert isinstance(got, mtia.DeviceArray), type(got)
-    host = got.numpy()
-    expected = np.asarray(expected)
-    assert host.dtype == expected.dtype, (host.dtype, expected.dtype)
-    assert host.shape == expected.shape, (host.shape, expected.shape)
-    np.testing.assert_array_equal(host, expected)
-
-
-def compare(device_call: Callable[[], Any], host_call: Callable[[], Any]) -> Any:
-    """numpy's result on the device, or numpy's exception type at the call."""
-    try:
-        expected = host_call()
-    except Exception as exc:
-        with pytest.raises(type(exc)):
-            device_call()
-        mtia.synchronize()  # raised at the call: nothing failed in a worker
-        return None
-    got = device_call()
-    if isinstance(expected, tuple):  # linspace(retstep=True)
+def same_or_with_step(got: Any, expected: Any) -> None:
+    """``same``, and for ``linspace(retstep=True)`` the step too (numpy's type, or a DeviceArray)."""
+    if isinstance(expected, tuple):
         same(got[0], expected[0])
         step = got[1].numpy() if isinstance(got[1], mtia.DeviceArray) else got[1]
         assert type(step) is type(expected[1]) or isinstance(got[1], mtia.DeviceArray)
         np.testing.assert_array_equal(step, expected[1])
     else:
         same(got, expected)
-    return got
+
+
+def compare(device_call: Callable[[], Any], host_call: Callable[[], Any]) -> Any:
+    """numpy's result on the device, or numpy's exception type at the call."""
+    return numpy_diff.compare(device_call, host_call, same_or_with_step)
 
 
 # --- arange ---------------------------------------------------------------------------------------

@@ -20,49 +20,28 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from _support import numpy_diff
+from _support.numpy_diff import awaited_while_looping, examples, on_device
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import mtia_async
 import mtia_async.sync as mtia
 
-SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = examples(30)
 DTYPES = [np.dtype(t) for t in (np.bool_, np.int8, np.int32, np.uint16, np.float32, np.float64)]
 
 
 def same(got: Any, expected: Any) -> None:
-    """Equal values (NaN == NaN), dtype and shape; tuples item by item; DeviceArrays copied back."""
-    if isinstance(expected, tuple):
-        assert isinstance(got, tuple) and len(got) == len(expected), (got, expected)
-        for g, e in zip(got, expected):
-            same(g, e)
-        return
-    host = got.numpy() if isinstance(got, mtia.DeviceArray) else got
-    expected = np.asarray(expected)
-    assert isinstance(host, np.ndarray), type(host)
-    assert host.dtype == expected.dtype, (host.dtype, expected.dtype)
-    assert host.shape == expected.shape, (host.shape, expected.shape)
-    np.testing.assert_array_equal(host, expected)
+    """Equal values (NaN == NaN), dtype and shape; tuples item by item; DeviceArrays copied back
+    (histogram's results are host arrays, and so are the awaited forms' once copied back)."""
+    numpy_diff.same(got, expected, host=True)
 
 
 def compare(device_call: Callable[[], Any], host_call: Callable[[], Any]) -> None:
-    try:
-        expected = host_call()
-    except Exception as exc:
-        with pytest.raises(type(exc)):
-            device_call()
-        return
-    same(device_call(), expected)
-
-
-def on_device(h: np.ndarray[Any, Any], layout: str, device: int = 0) -> Any:
-    """``h``'s values as a contiguous DeviceArray, a transposed view or a strided view."""
-    if layout == "T" and h.ndim > 1:
-        return mtia.asarray(np.ascontiguousarray(h.T), device=device).T
-    if layout == "strided" and h.ndim > 0:
-        return mtia.asarray(np.repeat(h, 2, axis=-1), device=device)[..., ::2]
-    return mtia.asarray(h, device=device)
+    """numpy's result on the device (``same``), or numpy's exception type at the call."""
+    numpy_diff.compare(device_call, host_call, same)
 
 
 @st.composite
@@ -220,21 +199,7 @@ async def test_the_awaitable_forms_let_the_loop_run(hint: str, blocking: Any, aw
     a = mtia_async.asarray(h)
     with pytest.raises(RuntimeError, match=f"event loop thread.*await mtia_async.{re.escape(hint)}"):
         blocking(a)
-    ticks = 0
-
-    async def heartbeat() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    beat = asyncio.create_task(heartbeat())
-    mtia_async.launch(time.sleep, 0.3)  # the input is read after this kernel
-    started = time.perf_counter()
-    got = await awaitable(a)
-    took = time.perf_counter() - started
-    beat.cancel()
-    assert took >= 0.25 and ticks >= 5, (took, ticks)
+    got = await awaited_while_looping(lambda: awaitable(a))
     same(await _host(got), reference(h))
 
 

@@ -10,7 +10,6 @@ wait); a DeviceArray mask sizes the result, so reading with one waits (blocks, o
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +17,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from _support.numpy_diff import awaited_while_looping, examples, on_device, same
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -26,27 +26,8 @@ import mtia_async
 import mtia_async.sync as mtia
 from mtia_async._arrays.functions import indexing
 
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = examples(40)
 DTYPES = [np.dtype(t) for t in (np.int8, np.int32, np.uint16, np.float32, np.float64, np.bool_, np.complex64)]
-
-
-def same(got: Any, expected: Any) -> None:
-    """Equal values (NaN == NaN), dtype and shape."""
-    assert isinstance(got, mtia.DeviceArray), type(got)
-    host = got.numpy()
-    expected = np.asarray(expected)
-    assert host.dtype == expected.dtype, (host.dtype, expected.dtype)
-    assert host.shape == expected.shape, (host.shape, expected.shape)
-    np.testing.assert_array_equal(host, expected)
-
-
-def on_device(h: np.ndarray[Any, Any], layout: str) -> Any:
-    """``h``'s values on device 0, as a contiguous array, a transposed view or a strided view."""
-    if layout == "T" and h.ndim > 1:
-        return mtia.asarray(np.ascontiguousarray(h.T)).T
-    if layout == "strided" and h.ndim > 0:
-        return mtia.asarray(np.repeat(h, 2, axis=-1))[..., ::2]
-    return mtia.asarray(h)
 
 
 def index_form(item: Any, form: str) -> Any:
@@ -319,21 +300,7 @@ async def test_reading_with_a_device_mask_never_blocks_the_loop() -> None:
     mask = mtia_async.asarray(h % 3 == 0)
     with pytest.raises(RuntimeError, match=r"event loop thread.*await mtia_async.getitem\(a, index\)"):
         a[mask]
-    ticks = 0
-
-    async def heartbeat() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    beat = asyncio.create_task(heartbeat())
-    mtia_async.launch(time.sleep, 0.3)
-    started = time.perf_counter()
-    got = await mtia_async.getitem(a, mask)
-    took = time.perf_counter() - started
-    beat.cancel()
-    assert took >= 0.25 and ticks >= 5, (took, ticks)  # it waited for the sleep, and the loop kept running
+    got = await awaited_while_looping(lambda: mtia_async.getitem(a, mask))
     np.testing.assert_array_equal(await got.to_host(), h[h % 3 == 0])
     r = await mtia_async.getitem(a, [1, 2])  # no mask: no wait
     np.testing.assert_array_equal(await r.to_host(), [1.0, 2.0])

@@ -10,70 +10,38 @@ before anything is allocated or enqueued.
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable
 from typing import Any
 
 import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from _support import numpy_diff
+from _support.numpy_diff import close, device, examples, layouts, raises_at_the_call
+from hypothesis import given
 from hypothesis import strategies as st
 
 import mtia_async.sync as mtia
 
-SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = examples(30)
 DTYPES = [np.int8, np.uint8, np.int32, np.int64, np.float16, np.float32, np.float64, np.complex64, np.bool_]
-LAYOUTS = ["plain", "strided", "transposed"]
 
 
-def device(x: Any, layout: str = "plain", dev: int = 0) -> Any:
-    """``x`` on the device with the same values, as a contiguous array or a strided/transposed view."""
-    if not isinstance(x, np.ndarray):
-        return x
-    if layout == "strided" and x.ndim:
-        big = np.zeros((2 * x.shape[0], *x.shape[1:]), x.dtype)
-        big[::2] = x
-        return mtia.asarray(big, device=dev)[::2]
-    if layout == "transposed" and x.ndim > 1:
-        return mtia.asarray(np.ascontiguousarray(x.T), device=dev).T
-    return mtia.asarray(x, device=dev)
+def tolerance(dtype: np.dtype[Any]) -> float | None:
+    """Integers and bools exactly; floats within allclose (BLAS may sum in another order), by precision."""
+    if dtype.kind in "biu":
+        return None
+    return {2: 1e-2, 4: 1e-5}.get(dtype.itemsize, 1e-5 if dtype == np.complex64 else 1e-12)
 
 
 def same(got: Any, expected: Any) -> None:
     """Same dtype and shape; values exactly for integers and bools, within allclose for the rest."""
-    assert isinstance(got, mtia.DeviceArray), type(got)
-    host = got.numpy()
-    expected = np.asarray(expected)
-    assert host.dtype == expected.dtype, (host.dtype, expected.dtype)
-    assert host.shape == expected.shape, (host.shape, expected.shape)
-    if expected.dtype.kind in "biu":
-        np.testing.assert_array_equal(host, expected)
-    else:
-        tol = {2: 1e-2, 4: 1e-5}.get(expected.dtype.itemsize, 1e-5 if expected.dtype == np.complex64 else 1e-12)
-        np.testing.assert_allclose(host, expected, rtol=tol, atol=tol)
-
-
-def raises_at_the_call(exc: type[Exception], device_call: Callable[[], Any]) -> None:
-    """``device_call`` raises ``exc`` at the call, with nothing allocated and nothing failed in a worker."""
-    gc.collect()  # earlier examples' garbage is not freed during the call
-    before = mtia.memory_allocated(0)
-    with pytest.raises(exc):
-        device_call()
-    assert mtia.memory_allocated(0) == before
-    mtia.synchronize()
+    close(got, expected, tolerance)
 
 
 def compare(device_call: Callable[[], Any], host_call: Callable[[], Any]) -> Any:
     """numpy's result on the device, or numpy's exception type at the call (``raises_at_the_call``)."""
-    try:
-        expected = host_call()
-    except Exception as exc:
-        raises_at_the_call(type(exc), device_call)
-        return None
-    got = device_call()
-    same(got, expected)
-    return got
+    return numpy_diff.compare(device_call, host_call, same, nothing_allocated=True)
 
 
 def values(dtype: Any, shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray[Any, Any]]:
@@ -84,7 +52,6 @@ def values(dtype: Any, shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray[A
 
 dims = st.integers(0, 4)
 dtypes = st.sampled_from(DTYPES)
-layouts = st.sampled_from(LAYOUTS)
 
 
 # --- dot ---------------------------------------------------------------------------------------------

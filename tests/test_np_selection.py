@@ -9,59 +9,19 @@ range are a ``KernelError`` at the next wait (only the kernel sees them).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from _support.numpy_diff import compare, device, examples, layouts, same
+from hypothesis import given
 from hypothesis import strategies as st
 
 import mtia_async.sync as mtia
 
-SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = examples(30)
 DTYPES = [np.bool_, np.int8, np.uint8, np.int32, np.int64, np.float16, np.float32, np.float64, np.complex64]
-LAYOUTS = ["plain", "strided", "transposed"]
-
-
-def device(x: Any, layout: str = "plain", dev: int = 0) -> Any:
-    """``x`` on the device with the same values, as a contiguous array or a strided/transposed view."""
-    if not isinstance(x, np.ndarray):
-        return x
-    if layout == "strided" and x.ndim:
-        big = np.zeros((2 * x.shape[0], *x.shape[1:]), x.dtype)
-        big[::2] = x
-        view = mtia.asarray(big, device=dev)[::2]
-        assert view.base is not None
-        return view
-    if layout == "transposed" and x.ndim > 1:
-        return mtia.asarray(np.ascontiguousarray(x.T), device=dev).T
-    return mtia.asarray(x, device=dev)
-
-
-def same(got: Any, expected: Any) -> None:
-    """Equal values (NaN == NaN), dtype and shape."""
-    assert isinstance(got, mtia.DeviceArray), type(got)
-    host = got.numpy()
-    expected = np.asarray(expected)
-    assert host.dtype == expected.dtype, (host.dtype, expected.dtype)
-    assert host.shape == expected.shape, (host.shape, expected.shape)
-    np.testing.assert_array_equal(host, expected)
-
-
-def compare(device_call: Callable[[], Any], host_call: Callable[[], Any]) -> Any:
-    """numpy's result on the device, or numpy's exception type at the call (nothing fails in a worker)."""
-    try:
-        expected = host_call()
-    except Exception as exc:
-        with pytest.raises(type(exc)):
-            device_call()
-        mtia.synchronize()
-        return None
-    got = device_call()
-    same(got, expected)
-    return got
 
 
 def values(dtype: Any, shape: Any) -> st.SearchStrategy[np.ndarray[Any, Any]]:
@@ -77,7 +37,6 @@ def values(dtype: Any, shape: Any) -> st.SearchStrategy[np.ndarray[Any, Any]]:
 
 
 scalars = st.integers(-50, 50) | st.floats(-50, 50, width=16) | st.booleans() | st.integers(0, 50).map(np.int16)
-layouts = st.sampled_from(LAYOUTS)
 
 
 # --- where ------------------------------------------------------------------------------------------------

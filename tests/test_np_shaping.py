@@ -15,13 +15,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from _support.numpy_diff import compare, examples, same
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import mtia_async.sync as mtia
 
-SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = examples(30)
 DTYPES = [np.dtype(t) for t in (np.float32, np.int64, np.uint8, np.bool_, np.complex64, np.float16)]
 LAYOUTS: dict[str, Callable[[Any], Any]] = {
     "base": lambda x: x,
@@ -29,35 +30,6 @@ LAYOUTS: dict[str, Callable[[Any], Any]] = {
     "step": lambda x: x[::2] if x.ndim else x,
     "reversed": lambda x: x[..., ::-1] if x.ndim else x,
 }
-
-
-def same(got: Any, expected: Any) -> None:
-    """Equal values (NaN == NaN), dtype and shape; lists and tuples element by element."""
-    if isinstance(expected, (list, tuple)):
-        assert isinstance(got, type(expected)) and len(got) == len(expected), (type(got), got)
-        for g, e in zip(got, expected):
-            same(g, e)
-        return
-    assert isinstance(got, mtia.DeviceArray), type(got)
-    host = got.numpy()
-    expected = np.asarray(expected)
-    assert host.dtype == expected.dtype, (host.dtype, expected.dtype)
-    assert host.shape == expected.shape, (host.shape, expected.shape)
-    np.testing.assert_array_equal(host, expected)
-
-
-def compare(device_call: Callable[[], Any], host_call: Callable[[], Any]) -> Any:
-    """numpy's result on the device, or numpy's exception type at the call (nothing reaches a worker)."""
-    try:
-        expected = host_call()
-    except Exception as exc:
-        with pytest.raises(type(exc)):
-            device_call()
-        mtia.synchronize()
-        return None
-    got = device_call()
-    same(got, expected)
-    return got
 
 
 @st.composite

@@ -17,7 +17,9 @@ from typing import Any
 import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from _support import numpy_diff
+from _support.numpy_diff import device, examples, layouts
+from hypothesis import given
 from hypothesis import strategies as st
 
 import mtia_async.sync as mtia
@@ -27,52 +29,25 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:All-NaN slice encountered:RuntimeWarning"),
     pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning"),
 ]
-SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = examples(30)
 DTYPES = [np.int8, np.int32, np.int64, np.uint8, np.float16, np.float32, np.float64, np.bool_]
 METHODS = ["linear", "lower", "higher", "midpoint", "nearest", "inverted_cdf", "hazen", "weibull", "median_unbiased"]
 
 
-def device(x: Any, layout: str = "plain", dev: int = 0) -> Any:
-    """``x`` on the device with the same values, as a contiguous array or a strided/transposed view."""
-    if not isinstance(x, np.ndarray):
-        return x
-    if layout == "strided" and x.ndim:
-        big = np.zeros((2 * x.shape[0], *x.shape[1:]), x.dtype)
-        big[::2] = x
-        return mtia.asarray(big, device=dev)[::2]
-    if layout == "transposed" and x.ndim > 1:
-        return mtia.asarray(np.ascontiguousarray(x.T), device=dev).T
-    return mtia.asarray(x, device=dev)
+def tolerance(dtype: np.dtype[Any]) -> float:
+    """rtol and atol: 1e-2 for float16, 1e-6 for the rest (values compared as float64)."""
+    return 1e-2 if dtype == np.float16 else 1e-6
 
 
 def close(got: Any, expected: Any, dtype: Any = None) -> None:
     """numpy's dtype (or ``dtype``) and shape, values allclose (NaN where numpy has NaN)."""
-    assert isinstance(got, mtia.DeviceArray), type(got)
-    host = got.numpy()
-    expected = np.asarray(expected)
-    assert host.dtype == (expected.dtype if dtype is None else dtype), (host.dtype, expected.dtype, dtype)
-    assert host.shape == expected.shape, (host.shape, expected.shape)
-    tol = 1e-2 if expected.dtype == np.float16 else 1e-6
-    np.testing.assert_allclose(host.astype(np.float64), expected.astype(np.float64), rtol=tol, atol=tol, equal_nan=True)
+    numpy_diff.close(got, expected, tolerance, dtype=dtype, as_float64=True)
 
 
 def compare(device_call: Callable[[], Any], host_call: Callable[[], Any], dtype: Any = None) -> Any:
-    """numpy's result on the device, or numpy's exception type at the call (nothing fails in a worker)."""
-    try:
-        expected = host_call()
-    except Exception as exc:
-        with pytest.raises(type(exc)):
-            device_call()
-        mtia.synchronize()
-        return None
-    got = device_call()
-    if isinstance(expected, tuple):
-        assert isinstance(got, tuple) and len(got) == len(expected)
-        for g, e in zip(got, expected):
-            close(g, e)
-    else:
-        close(got, expected, dtype)
-    return got
+    """numpy's result on the device (``close``; a tuple item by item, with numpy's dtypes), or numpy's
+    exception type at the call (nothing fails in a worker)."""
+    return numpy_diff.compare(device_call, host_call, lambda got, expected: close(got, expected, dtype))
 
 
 @st.composite
@@ -93,9 +68,6 @@ def data_and_axis(draw: st.DrawFn, min_side: int = 1) -> tuple[np.ndarray[Any, A
         | st.lists(st.integers(0, ndim - 1), min_size=1, max_size=ndim, unique=True).map(tuple)
     )
     return a, axis
-
-
-layouts = st.sampled_from(["plain", "strided", "transposed"])
 
 
 # --- median ----------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ It is importable because ``tests/`` has no ``__init__.py``: pytest's default
 ``leakcheck``   ``no_leaks``: device memory, segments and threads as before (catalogue M11)
 ``sanitizing``  the stream sanitizer: ``held`` (a gated stream), ``race``, ``sanitizer_off``
 ``cluster``     ``local_cluster``: a real Dask LocalCluster of 2 worker processes (the cluster tests)
+``numpy_diff``  the ``test_np_*`` differential helpers: ``device``, ``same``/``close``, ``compare`` (import the module)
 ==============  ==========================================================================
 """
 
