@@ -6,11 +6,16 @@ The shape of every implementation here:
    devices are a ``ValueError`` at the call), bring host operands to it (``on_device``),
    work out the output shape and dtype from metadata only (never the data; cached with
    ``remember``), allocate the output (``target``: ``OutOfMemoryError`` at the call);
-2. enqueue one kernel on the current stream of that device (``launch``), saying exactly
-   what it reads and writes (the sanitizer and graph capture rely on it);
-3. in the worker: the kernel calls numpy on the views of device memory (``views``),
+2. enqueue one kernel on the current stream of that device (``stream_of(dev).launch``,
+   or ``enqueue``), saying exactly what it reads and writes: tuples of DeviceArrays only
+   (``device_arrays``; the sanitizer and graph capture rely on them);
+3. in the worker: the kernel calls numpy on the views of device memory (``as_view``),
    writing into the output's view (``out_kernel`` when numpy takes ``out=``,
-   ``assign_kernel`` otherwise).
+   ``into_kernel`` when it takes it positionally, ``assign_kernel`` otherwise).
+
+Operands checked from metadata before anything moves (``operands``, then ``placed``),
+output dtypes from numpy run on small ``dummy`` arrays, and output shapes from numpy run
+on ghosts (below) are what ``linalg``, ``sorting`` and ``selection`` share.
 
 Output shapes of data-movement functions come from numpy itself, run on *ghosts*:
 arrays of the right shape whose dtype has no bytes (``ghost``), so numpy validates the
@@ -26,29 +31,51 @@ import numpy as np
 
 from ..._core.context import stream_of
 from ..array import SCALARS, DeviceArray, as_view, new_array
-from ..caches import cache_put
+from ..caches import cache_put, value_key
 from ..checks import check_dtype, fmt_shape, two_devices
 from ..transfer import from_host
+from .registry import unsupported
 
 if TYPE_CHECKING:
     from ..._core.device import DeviceImpl
 
 __all__ = [
+    "NO_KW",
     "VOID",
+    "Shape",
     "assign_kernel",
+    "device",
+    "device_arrays",
     "device_of",
+    "dummy",
+    "enqueue",
+    "freeze",
+    "fresh",
     "ghost",
-    "launch",
+    "into_kernel",
+    "key_of",
     "on_device",
+    "ones",
+    "operand",
+    "operands",
     "out_kernel",
+    "output",
+    "placed",
     "remember",
+    "result_dtype",
+    "shape_of",
+    "stand_in",
     "target",
     "views",
     "with_function",
 ]
 
+Shape = tuple[int, ...]
+
 VOID = np.dtype([])  # itemsize 0: a ghost's elements cost nothing to move
 _empty = np.empty
+_ZEROS = bytes(16)  # backs the zero-stride stand-ins (16: complex128's item)
+_STAND_INS: dict[tuple[Any, ...], np.ndarray[Any, Any]] = {}
 
 
 def ghost(x: Any) -> np.ndarray[Any, Any]:
@@ -57,6 +84,17 @@ def ghost(x: Any) -> np.ndarray[Any, Any]:
     Writable (numpy checks an assignment's broadcasting on it); ~0.25 us.
     """
     return _empty(x._shape if type(x) is DeviceArray else x, VOID)
+
+
+def stand_in(shape: Shape, dtype: np.dtype[Any], fill: bytes = _ZEROS) -> np.ndarray[Any, Any]:
+    """A read-only zero-stride array of ``shape`` and ``dtype`` holding ``fill`` (zeros, or True; cached):
+    for an index array whose values the caller does not know (a DeviceArray's) or need not walk."""
+    key = (shape, dtype, fill)
+    g = _STAND_INS.get(key)
+    if g is None:
+        g = np.ndarray(shape, dtype, buffer=fill, strides=(0,) * len(shape))
+        cache_put(_STAND_INS, key, g)
+    return g
 
 
 def device_of(items: Any) -> DeviceImpl | None:
@@ -117,14 +155,139 @@ def target(out: Any, shape: tuple[int, ...], dtype: Any, dev: DeviceImpl, name: 
     return out
 
 
-def launch(dev: DeviceImpl, kernel: Callable[..., None], args: tuple[Any, ...], reads: Any, writes: Any) -> None:
-    """Enqueue ``kernel(*args)`` on the current stream of ``dev``; it reads ``reads``, writes ``writes``.
+def device(items: tuple[Any, ...], name: str) -> DeviceImpl:
+    """The one device of the DeviceArrays among ``items`` (numpy dispatched here: there is one).
 
-    ``reads`` and ``writes`` may hold anything: only their DeviceArrays are kept.
+    Raises:
+        ValueError: DeviceArrays on two devices.
     """
-    r = tuple(x for x in reads if type(x) is DeviceArray)
-    w = tuple(x for x in writes if type(x) is DeviceArray)
-    stream_of(dev).launch(kernel, args, r, w)
+    dev = device_of(items)
+    if dev is None:
+        raise unsupported(name, "no DeviceArray among its array arguments")
+    return dev
+
+
+# --- operands: validated from metadata first, moved to the device only once the call is valid ----------
+def operand(x: Any, name: str) -> Any:
+    """``x`` as numpy takes it, nothing moved yet: a DeviceArray, a scalar, or host data as an ndarray.
+
+    Raises:
+        TypeError: something numpy would not take as an array, or an unsupported dtype.
+    """
+    if type(x) is DeviceArray or type(x) in SCALARS:
+        return x
+    if isinstance(x, (np.ndarray, list, tuple, np.generic)):
+        host = np.asarray(x)
+        check_dtype(host.dtype)
+        return host
+    raise TypeError(
+        f"numpy.{name}() on DeviceArrays takes DeviceArrays, scalars or host arrays, got {type(x).__name__} {x!r:.60}"
+    )
+
+
+def operands(args: tuple[Any, ...], out: Any, name: str) -> tuple[DeviceImpl, tuple[Any, ...]]:
+    """The device and the operands (``operand``) of a call; DeviceArrays of one device pass as they are."""
+    first = args[0]
+    if out is None and type(first) is DeviceArray:
+        dev = first._dev
+        for x in args:
+            if type(x) is not DeviceArray or x._dev is not dev:
+                break
+        else:
+            return dev, args
+    return device((*args, out), name), tuple(operand(x, name) for x in args)
+
+
+def shape_of(x: Any) -> Shape:
+    """The shape of an operand (a scalar's is ``()``)."""
+    if type(x) is DeviceArray:
+        return x._shape
+    return x.shape if type(x) is np.ndarray else ()
+
+
+def key_of(x: Any) -> Any:
+    """What numpy's type resolution sees of an operand: an array's dtype, a scalar's class (or int range)."""
+    if type(x) is DeviceArray:
+        return x._dtype
+    return x.dtype if type(x) is np.ndarray else value_key(x)
+
+
+def dummy(x: Any, shape: Shape) -> Any:
+    """A stand-in for ``x`` shaped ``shape`` (scalars stand for themselves): numpy's dtype oracle."""
+    if type(x) is DeviceArray:
+        return np.zeros(shape, x._dtype)
+    return np.zeros(shape, x.dtype) if type(x) is np.ndarray else x
+
+
+def ones(x: Any) -> Shape:
+    """The one-element pattern of an operand's shape."""
+    return (1,) * len(shape_of(x))
+
+
+def result_dtype(value: Any) -> np.dtype[Any]:
+    """The dtype of a dummy result (an array or a numpy scalar), checked."""
+    return check_dtype(np.asarray(value).dtype)
+
+
+def freeze(x: Any) -> Any:
+    """A cache key of an argument: lists, tuples and dicts as tuples, every value with its type."""
+    if type(x) is list or type(x) is tuple:
+        return (type(x), *map(freeze, x))
+    if type(x) is dict:
+        return (dict, *[(k, freeze(v)) for k, v in x.items()])
+    return (type(x), x)
+
+
+# --- output, placing, enqueueing ------------------------------------------------------------------------
+def output(out: Any, shape: Shape, dt: np.dtype[Any], dev: DeviceImpl, name: str) -> DeviceArray:
+    """``out`` checked (``target``), or a new array of the checked dtype ``dt`` whose numpy view is built now."""
+    if out is None:
+        return new_array(dev, shape, dt, stream_of(dev), True)
+    return target(out, shape, dt, dev, name)
+
+
+def fresh(out: Any, shape: Shape, dt: Any, dev: DeviceImpl, name: str) -> tuple[DeviceArray, Any]:
+    """The output (``output``; ``dt`` checked here) and what its kernel writes: a new array's numpy view, or ``out``.
+
+    A kernel holding the new array's view rather than the array lets a result the caller
+    drops free its block at once, on the caller (as ``fastpath._launch_fresh`` does).
+    """
+    if out is None:
+        result = new_array(dev, shape, check_dtype(dt), stream_of(dev), True)
+        return result, result._view
+    result = target(out, shape, dt, dev, name)
+    return result, result
+
+
+def device_arrays(items: tuple[Any, ...]) -> tuple[DeviceArray, ...]:
+    """The DeviceArrays among ``items``, for a launch's reads or writes (``items`` itself when all are)."""
+    for x in items:
+        if type(x) is not DeviceArray:
+            return tuple(y for y in items if type(y) is DeviceArray)
+    return items
+
+
+def placed(ops: tuple[Any, ...], dev: DeviceImpl, name: str) -> tuple[tuple[Any, ...], tuple[DeviceArray, ...]]:
+    """The operands on ``dev`` (host data copied over: ``on_device``), and the DeviceArrays among them."""
+    for x in ops:
+        if type(x) is not DeviceArray:
+            ops = tuple(on_device(x, dev, name) if type(x) is np.ndarray else x for x in ops)
+            return ops, device_arrays(ops)
+    return ops, ops
+
+
+def enqueue(dev: DeviceImpl, kernel: Any, fn: Any, args: Any, kw: Any, o: DeviceArray, reads: tuple[Any, ...],
+            out: Any = None) -> DeviceArray:  # fmt: skip
+    """Enqueue ``kernel(fn, args, kw, z)`` writing ``o`` (nothing if ``o`` is empty); return ``o``.
+
+    ``z`` is a new output's numpy view (``out`` None), as the operators pass it
+    (``fastpath._launch_fresh``: dropping the result frees its block at once, for work
+    enqueued later on the same stream), or the caller's ``out=`` DeviceArray itself (it may
+    have been allocated for another stream: the FIFO item keeps it alive).
+    """
+    if o._block is not None:
+        stream_of(dev).launch(kernel, (fn, args, kw, o if out is not None else o._view), reads, (o,))
+    return o
 
 
 # --- in the worker ------------------------------------------------------------------------------------
@@ -151,16 +314,29 @@ def views(x: Any) -> Any:
     return x
 
 
-@with_function
-def out_kernel(fn: Any, args: tuple[Any, ...], kw: dict[str, Any], out: DeviceArray) -> None:
-    """``fn(*args, out=<out's view>, **kw)``: numpy writes the result in place."""
-    fn(*views(args), out=as_view(out), **views(kw))
+NO_KW: dict[str, Any] = {}
 
 
 @with_function
-def assign_kernel(fn: Any, args: tuple[Any, ...], kw: dict[str, Any], out: DeviceArray) -> None:
-    """``out[...] = fn(*args, **kw)``: for numpy functions without ``out=``."""
-    np.copyto(as_view(out), fn(*views(args), **views(kw)), casting="unsafe")
+def out_kernel(fn: Any, args: tuple[Any, ...], kw: dict[str, Any], z: Any) -> None:
+    """``fn(*args, out=z, **kw)`` on the views: numpy writes the output in place.
+
+    ``args`` is flat (DeviceArrays, host arrays, scalars): ``views`` for nested ones.
+    """
+    fn(*[as_view(x) for x in args], out=as_view(z), **kw)
+
+
+@with_function
+def into_kernel(fn: Any, args: tuple[Any, ...], kw: dict[str, Any], z: Any) -> None:
+    """``fn(*args, z, **kw)``: the output as the last positional argument (``ndarray.cumsum(axis, dtype,
+    out)``, ``np.dot(a, b, out)``), the cheapest call of numpy's methods."""
+    fn(*[as_view(x) for x in args], as_view(z), **kw)
+
+
+@with_function
+def assign_kernel(fn: Any, args: tuple[Any, ...], kw: dict[str, Any], z: Any) -> None:
+    """``z[...] = fn(*args, **kw)`` on the views (``args`` flat): for numpy functions without ``out=``."""
+    np.copyto(as_view(z), fn(*[as_view(x) for x in args], **kw), casting="unsafe")
 
 
 # --- cached resolutions ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from ..array import DeviceArray, as_view, new_array
 from ..checks import check_dtype, check_extent, check_shape, two_devices
 from ..factories import device_impl
 from ..transfer import fill_kernel
-from .common import device_of, ghost, launch, on_device, remember, with_function
+from .common import device_arrays, device_of, ghost, on_device, remember, with_function
 from .registry import implements, unsupported
 
 if TYPE_CHECKING:
@@ -293,7 +293,8 @@ def _linspace(start: Any, stop: Any, num: Any, endpoint: Any, retstep: Any, dtyp
     if out._block is not None or step_out is not None:
         kw = {"num": num, "endpoint": endpoint, "dtype": out_dt, "axis": axis}
         views = (out._np(), None if step_out is None else step_out._np())
-        launch(dev, _linspace_kernel, (np.linspace, *views, start, stop, kw), (start, stop), (out, step_out))
+        writes = (out,) if step_out is None else (out, step_out)
+        s.launch(_linspace_kernel, (np.linspace, *views, start, stop, kw), device_arrays((start, stop)), writes)
     return (out, step) if retstep else out
 
 

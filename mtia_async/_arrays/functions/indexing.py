@@ -40,28 +40,14 @@ from ..._core.context import stream_of
 from ..array import SCALARS, DeviceArray, as_view, new_array
 from ..checks import check_index, two_devices
 from ..transfer import scalar_source, fill_kernel
-from ..caches import cache_put
-from .common import ghost, views, with_function
+from .common import ghost, stand_in, views, with_function
 from .sized import Plan, blocking, device_array, read_value
 
 __all__ = ["fill", "getitem", "index_plan", "item", "read", "read_kernel", "take_kernel", "write", "write_kernel"]
 
 _BOOL = np.dtype(np.bool_)
 _INTP = np.dtype(np.intp)
-_ZEROS = bytes(16)  # backs the zero-stride stand-ins of index arrays (16: complex128's item)
 _TRUES = b"\x01" * 16
-_STAND_INS: dict[tuple[Any, ...], np.ndarray[Any, Any]] = {}
-
-
-def _stand_in(shape: tuple[int, ...], dtype: np.dtype[Any], fill: bytes = _ZEROS) -> np.ndarray[Any, Any]:
-    """A read-only zero-stride array of ``shape`` and ``dtype`` holding ``fill`` (zeros, or True): for an index
-    array whose values the caller does not know (a DeviceArray's) or need not walk."""
-    key = (shape, dtype, fill)
-    g = _STAND_INS.get(key)
-    if g is None:
-        g = np.ndarray(shape, dtype, buffer=fill, strides=(0,) * len(shape))
-        cache_put(_STAND_INS, key, g)
-    return g
 
 
 def _parse(a: DeviceArray, index: Any) -> tuple[tuple[Any, ...], tuple[Any, ...], list[DeviceArray], int, int, int]:
@@ -87,9 +73,9 @@ def _parse(a: DeviceArray, index: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]
             elements += it.size
             if it._dtype.kind == "b":
                 masks += 1
-                shape_index.append(_stand_in(it._shape, _BOOL, _TRUES))
+                shape_index.append(stand_in(it._shape, _BOOL, _TRUES))
             else:  # zeros: numpy checks the dtype (integer) and the shapes; the values are the kernel's
-                shape_index.append(_stand_in(it._shape, it._dtype))
+                shape_index.append(stand_in(it._shape, it._dtype))
             kernel_index.append(it)
             continue
         if t is list or t is tuple:
@@ -172,8 +158,8 @@ def _large_shape(shape: tuple[int, ...], index: tuple[Any, ...], elements: int) 
         broadcast = np.broadcast_shapes(*shapes)
     except ValueError:
         return None
-    stand_in = _stand_in(tuple(min(d, 1) for d in broadcast), _INTP)
-    result: tuple[int, ...] = ghost(shape)[tuple(stand_in if x is _SLOT else x for x in small)].shape
+    one = stand_in(tuple(min(d, 1) for d in broadcast), _INTP)
+    result: tuple[int, ...] = ghost(shape)[tuple(one if x is _SLOT else x for x in small)].shape
     if advanced == list(range(advanced[0], advanced[-1] + 1)):  # adjacent: in place of the first one
         first = sum(1 for x in items[: advanced[0]] if x is None or type(x) is slice)
     else:

@@ -19,164 +19,34 @@ from numpy._core.einsumfunc import _parse_einsum_input  # type: ignore[attr-defi
 from numpy._core.multiarray import c_einsum  # what np.einsum calls
 from numpy.lib.array_utils import normalize_axis_tuple
 
-from ..._core.context import stream_of
-from ..array import SCALARS, DeviceArray, new_array
-from ..caches import value_key
-from ..checks import check_dtype, fmt_shape
-from .common import device_of, ghost, on_device, remember, target, with_function
+from ..array import DeviceArray, as_view
+from ..checks import fmt_shape
+from .common import (
+    NO_KW,
+    Shape,
+    assign_kernel,
+    dummy,
+    enqueue,
+    freeze,
+    ghost,
+    into_kernel,
+    key_of,
+    ones,
+    operands,
+    out_kernel,
+    output,
+    placed,
+    remember,
+    result_dtype,
+    shape_of,
+    with_function,
+)
 from .registry import implements, unsupported
 
 if TYPE_CHECKING:
-    from ..._core.device import DeviceImpl
+    pass
 
 __all__ = ["dot", "einsum", "inner", "norm", "outer", "tensordot", "trace", "vdot"]
-
-Shape = tuple[int, ...]
-
-
-# --- operands: validated from metadata first, moved to the device only once the call is valid ----------
-def device(items: tuple[Any, ...], name: str) -> DeviceImpl:
-    """The one device of the DeviceArrays among ``items`` (numpy dispatched here: there is one).
-
-    Raises:
-        ValueError: DeviceArrays on two devices.
-    """
-    dev = device_of(items)
-    if dev is None:
-        raise unsupported(name, "no DeviceArray among its array arguments")
-    return dev
-
-
-def operand(x: Any, name: str) -> Any:
-    """``x`` as numpy takes it, nothing moved yet: a DeviceArray, a scalar, or host data as an ndarray.
-
-    Raises:
-        TypeError: something numpy would not take as an array, or an unsupported dtype.
-    """
-    if type(x) is DeviceArray or type(x) in SCALARS:
-        return x
-    if isinstance(x, (np.ndarray, list, tuple, np.generic)):
-        host = np.asarray(x)
-        check_dtype(host.dtype)
-        return host
-    raise TypeError(
-        f"numpy.{name}() on DeviceArrays takes DeviceArrays, scalars or host arrays, got {type(x).__name__} {x!r:.60}"
-    )
-
-
-def operands(args: tuple[Any, ...], out: Any, name: str) -> tuple[DeviceImpl, tuple[Any, ...]]:
-    """The device and the operands (``operand``) of a call; DeviceArrays of one device pass as they are."""
-    first = args[0]
-    if out is None and type(first) is DeviceArray:
-        dev = first._dev
-        for x in args:
-            if type(x) is not DeviceArray or x._dev is not dev:
-                break
-        else:
-            return dev, args
-    return device((*args, out), name), tuple(operand(x, name) for x in args)
-
-
-def shape_of(x: Any) -> Shape:
-    """The shape of an operand (a scalar's is ``()``)."""
-    if type(x) is DeviceArray:
-        return x._shape
-    return x.shape if type(x) is np.ndarray else ()
-
-
-def key_of(x: Any) -> Any:
-    """What numpy's type resolution sees of an operand: an array's dtype, a scalar's class (or int range)."""
-    if type(x) is DeviceArray:
-        return x._dtype
-    return x.dtype if type(x) is np.ndarray else value_key(x)
-
-
-def dummy(x: Any, shape: Shape) -> Any:
-    """A stand-in for ``x`` shaped ``shape`` (scalars stand for themselves): numpy's dtype oracle."""
-    if type(x) is DeviceArray:
-        return np.zeros(shape, x._dtype)
-    return np.zeros(shape, x.dtype) if type(x) is np.ndarray else x
-
-
-def ones(x: Any) -> Shape:
-    """The one-element pattern of an operand's shape."""
-    return (1,) * len(shape_of(x))
-
-
-def result_dtype(value: Any) -> np.dtype[Any]:
-    """The dtype of a dummy result (an array or a numpy scalar), checked."""
-    return check_dtype(np.asarray(value).dtype)
-
-
-def freeze(x: Any) -> Any:
-    """A cache key of an argument: lists, tuples and dicts as tuples, every value with its type."""
-    if type(x) is list or type(x) is tuple:
-        return (type(x), *map(freeze, x))
-    if type(x) is dict:
-        return (dict, *[(k, freeze(v)) for k, v in x.items()])
-    return (type(x), x)
-
-
-# --- output, placing, enqueueing ------------------------------------------------------------------------
-def output(out: Any, shape: Shape, dt: np.dtype[Any], dev: DeviceImpl, name: str) -> DeviceArray:
-    """``out`` checked (``target``), or a new array whose numpy view is built now (for ``enqueue``)."""
-    if out is None:
-        return new_array(dev, shape, dt, stream_of(dev), True)
-    return target(out, shape, dt, dev, name)
-
-
-def placed(ops: tuple[Any, ...], dev: DeviceImpl, name: str) -> tuple[tuple[Any, ...], tuple[DeviceArray, ...]]:
-    """The operands on ``dev`` (host data copied over: ``on_device``), and the DeviceArrays among them."""
-    for x in ops:
-        if type(x) is not DeviceArray:
-            ops = tuple(on_device(x, dev, name) if type(x) is np.ndarray else x for x in ops)
-            return ops, tuple(x for x in ops if type(x) is DeviceArray)
-    return ops, ops
-
-
-def enqueue(dev: DeviceImpl, kernel: Any, fn: Any, args: Any, kw: Any, o: DeviceArray, reads: tuple[Any, ...],
-            out: Any = None) -> DeviceArray:  # fmt: skip
-    """Enqueue ``kernel(fn, args, kw, z)`` writing ``o`` (nothing if ``o`` is empty); return ``o``.
-
-    ``z`` is a new output's numpy view (``out`` None), as the operators pass it
-    (``fastpath._launch_fresh``: dropping the result frees its block at once, for work
-    enqueued later on the same stream), or the caller's ``out=`` DeviceArray itself (it may
-    have been allocated for another stream: the FIFO item keeps it alive).
-    """
-    if o._block is not None:
-        stream_of(dev).launch(kernel, (fn, args, kw, o if out is not None else o._view), reads, (o,))
-    return o
-
-
-# --- kernels (in the worker) -----------------------------------------------------------------------------
-def val(x: Any) -> Any:
-    """In a kernel: a DeviceArray's numpy view (built on first use), anything else as it is."""
-    if type(x) is DeviceArray:
-        v = x._view
-        return x._np() if v is None else v
-    return x
-
-
-@with_function
-def call_out(fn: Any, args: tuple[Any, ...], kw: dict[str, Any], z: Any) -> None:
-    """``fn(*args, out=z, **kw)`` on the views: numpy writes the output in place."""
-    fn(*[val(x) for x in args], out=val(z), **kw)
-
-
-@with_function
-def call_into(fn: Any, args: tuple[Any, ...], kw: dict[str, Any], z: Any) -> None:
-    """``fn(*args, z, **kw)``: the output as the last positional argument (``ndarray.cumsum(axis, dtype,
-    out)``, ``np.dot(a, b, out)``), the cheapest call of numpy's methods."""
-    fn(*[val(x) for x in args], val(z), **kw)
-
-
-@with_function
-def call_assign(fn: Any, args: tuple[Any, ...], kw: dict[str, Any], z: Any) -> None:
-    """``z[...] = fn(*args, **kw)`` on the views: for numpy functions without ``out=``."""
-    np.copyto(val(z), fn(*[val(x) for x in args], **kw), casting="unsafe")
-
-
-NO_KW: dict[str, Any] = {}
 
 
 # --- dot, vdot, inner, outer ------------------------------------------------------------------------
@@ -209,7 +79,7 @@ def dot(a: Any, b: Any, out: Any = None) -> DeviceArray:
             f": out= has dtype {o._dtype}, the result's is {dt}"
         )
     args, reads = placed((x, y), dev, "dot")
-    return enqueue(dev, call_into, np.dot, args, NO_KW, o, reads, out)
+    return enqueue(dev, into_kernel, np.dot, args, NO_KW, o, reads, out)
 
 
 def _vdot_resolve(x: Any, y: Any) -> np.dtype[Any]:
@@ -225,7 +95,7 @@ def vdot(a: Any, b: Any) -> DeviceArray:
     dt = remember(("vdot", key_of(x), shape_of(x), key_of(y), shape_of(y)), lambda: _vdot_resolve(x, y))
     o = output(None, (), dt, dev, "vdot")
     args, reads = placed((x, y), dev, "vdot")
-    return enqueue(dev, call_assign, np.vdot, args, NO_KW, o, reads)
+    return enqueue(dev, assign_kernel, np.vdot, args, NO_KW, o, reads)
 
 
 def _inner_resolve(x: Any, y: Any) -> tuple[Shape, np.dtype[Any]]:
@@ -245,7 +115,7 @@ def inner(a: Any, b: Any) -> DeviceArray:
     shape, dt = remember(("inner", key_of(x), shape_of(x), key_of(y), shape_of(y)), lambda: _inner_resolve(x, y))
     o = output(None, shape, dt, dev, "inner")
     args, reads = placed((x, y), dev, "inner")
-    return enqueue(dev, call_assign, np.inner, args, NO_KW, o, reads)
+    return enqueue(dev, assign_kernel, np.inner, args, NO_KW, o, reads)
 
 
 @implements(np.outer)
@@ -260,7 +130,7 @@ def outer(a: Any, b: Any, out: Any = None) -> DeviceArray:
     dt = remember(("outer", key_of(x), key_of(y), out_dt), resolve)
     o = output(out, (math.prod(shape_of(x)), math.prod(shape_of(y))), dt, dev, "outer")
     args, reads = placed((x, y), dev, "outer")
-    return enqueue(dev, call_out, np.outer, args, NO_KW, o, reads, out)
+    return enqueue(dev, out_kernel, np.outer, args, NO_KW, o, reads, out)
 
 
 # --- tensordot ---------------------------------------------------------------------------------------
@@ -292,7 +162,9 @@ def tensordot_axes(sa: Shape, sb: Shape, axes: Any) -> tuple[list[int], list[int
             axes_b[k] += len(sb) if axes_b[k] < 0 else 0
     if not equal:
         raise ValueError("shape-mismatch for sum")
-    shape = tuple(d for i, d in enumerate(sa) if i not in axes_a) + tuple(d for i, d in enumerate(sb) if i not in axes_b)
+    shape = tuple(d for i, d in enumerate(sa) if i not in axes_a) + tuple(
+        d for i, d in enumerate(sb) if i not in axes_b
+    )
     return axes_a, axes_b, shape
 
 
@@ -300,14 +172,14 @@ def tensordot_axes(sa: Shape, sb: Shape, axes: Any) -> tuple[list[int], list[int
 def tensordot_kernel(fn: Any, args: tuple[Any, ...], kw: dict[str, Any], z: Any) -> None:
     """numpy.tensordot's own steps (``fn``), its final ``dot`` writing into the output's memory."""
     a, b, axes_a, axes_b = args
-    x, y = np.asarray(val(a)), np.asarray(val(b))
+    x, y = np.asarray(as_view(a)), np.asarray(as_view(b))
     keep_a = [k for k in range(x.ndim) if k not in axes_a]
     keep_b = [k for k in range(y.ndim) if k not in axes_b]
     m, n, k = (math.prod(x.shape[i] for i in keep_a), math.prod(y.shape[i] for i in keep_b),
                math.prod(x.shape[i] for i in axes_a))  # fmt: skip
     at = x.transpose(keep_a + axes_a).reshape(m, k)
     bt = y.transpose(axes_b + keep_b).reshape(k, n)
-    np.dot(at, bt, out=val(z).reshape(m, n))
+    np.dot(at, bt, out=as_view(z).reshape(m, n))
 
 
 @implements(np.tensordot)
@@ -382,9 +254,11 @@ def _einsum_view(subscripts: str, x: Any, kw: dict[str, Any]) -> bool:
 def einsum_kernel(fn: Any, args: tuple[Any, ...], kw: dict[str, Any], z: Any) -> None:
     """``np.einsum(*args, out=z, **kw)`` (``fn``); without ``optimize`` numpy's C einsum, as np.einsum calls it."""
     if kw["optimize"] is False:
-        c_einsum(*[val(x) for x in args], out=val(z), dtype=kw["dtype"], order=kw["order"], casting=kw["casting"])
+        c_einsum(
+            *[as_view(x) for x in args], out=as_view(z), dtype=kw["dtype"], order=kw["order"], casting=kw["casting"]
+        )
     else:
-        fn(*[val(x) for x in args], out=val(z), **kw)
+        fn(*[as_view(x) for x in args], out=as_view(z), **kw)
 
 
 @implements(np.einsum)
@@ -432,8 +306,11 @@ def norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> D
         d = dummy(a, shape if 0 in shape else ones(a))  # an empty array's errors depend on its shape
         with np.errstate(all="ignore"):
             dt = result_dtype(np.linalg.norm(d, ord, axis, keepdims))  # numpy's errors
-        ax = range(len(shape)) if axis is None else normalize_axis_tuple(
-            axis if type(axis) is tuple else int(axis), len(shape))  # as numpy.linalg.norm reads it
+        ax = (
+            range(len(shape))
+            if axis is None
+            else normalize_axis_tuple(axis if type(axis) is tuple else int(axis), len(shape))
+        )  # as numpy.linalg.norm reads it
         if keepdims:
             return tuple(1 if i in ax else n for i, n in enumerate(shape)), dt
         return tuple(n for i, n in enumerate(shape) if i not in ax), dt
@@ -442,7 +319,7 @@ def norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> D
     o = output(None, out_shape, dt, dev, "linalg.norm")
     args, reads = placed((a,), dev, "linalg.norm")
     kw = {"ord": ord, "axis": axis, "keepdims": keepdims}
-    return enqueue(dev, call_assign, np.linalg.norm, args, kw, o, reads)
+    return enqueue(dev, assign_kernel, np.linalg.norm, args, kw, o, reads)
 
 
 @implements(np.trace)
@@ -459,4 +336,4 @@ def trace(a: Any, offset: Any = 0, axis1: Any = 0, axis2: Any = 1, dtype: Any = 
     shape, dt = remember(key, resolve)
     o = output(out, shape, dt, dev, "trace")
     (x,), reads = placed((x,), dev, "trace")
-    return enqueue(dev, call_into, np.ndarray.trace, (x, offset, axis1, axis2, dtype), NO_KW, o, reads, out)
+    return enqueue(dev, into_kernel, np.ndarray.trace, (x, offset, axis1, axis2, dtype), NO_KW, o, reads, out)

@@ -2,7 +2,8 @@
 
 Each is one kernel on the current stream of the arrays' device, its output shape and
 dtype worked out on the caller from metadata (numpy on empty dummies for the dtypes,
-on blanks for the shapes: ``_blank``), so numpy's own errors are raised at the call.
+on ghosts for the shapes: ``common.dummy``, ``common.ghost``), so numpy's own errors are
+raised at the call.
 
 Indices given as host data (a list, an ndarray, an int) are known on the caller: they
 are converted as numpy converts them, checked there (an index out of range with
@@ -23,37 +24,29 @@ import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
 from ..._core.context import stream_of
-from ..array import SCALARS, DeviceArray, as_view, new_array
+from ..array import SCALARS, DeviceArray, as_view
 from ..caches import int_key, value_key
 from ..checks import check_dtype
 from ..dispatch import array_ufunc
 from ..operands import shape_of
 from ..shapes import broadcast
 from ..transfer import from_host
-from .common import assign_kernel, device_of, launch, on_device, out_kernel, remember, target, with_function
+from .common import assign_kernel, device_arrays, device_of, dummy, fresh, ghost, on_device, out_kernel, remember
+from .common import stand_in, target, with_function
 from .registry import implements, unsupported
 
-__all__ = ["array_arg", "clip", "fresh", "compress", "put", "take", "take_along_axis", "where"]
+__all__ = ["array_arg", "clip", "compress", "put", "take", "take_along_axis", "where"]
 
 _NOT_GIVEN: Any = object()
 _NO_VALUE: Any = np._NoValue  # numpy's "argument not given"
-_VOID = np.dtype([])
+_INTP = np.dtype(np.intp)
+_EMPTY = (0,)  # the shape of the dummies numpy resolves dtypes on
 _umath: Any = np._core.umath  # type: ignore[attr-defined]
-
-
-def _blank(shape: tuple[int, ...]) -> np.ndarray[Any, Any]:
-    """A writeable array of ``shape`` whose elements hold no bytes: numpy checks indices against it."""
-    return np.empty(shape, _VOID)
 
 
 def _key(x: Any) -> Any:
     """What numpy's type and shape resolution depends on: dtype and shape, or a scalar's kind."""
     return (x._dtype, x._shape) if type(x) is DeviceArray else value_key(x)
-
-
-def _dummy(x: Any) -> Any:
-    """An empty stand-in of a DeviceArray operand for numpy's type resolution (scalars stay)."""
-    return np.empty(0, x._dtype) if type(x) is DeviceArray else x
 
 
 def array_arg(x: Any, dev: Any, name: str) -> DeviceArray:
@@ -64,19 +57,6 @@ def array_arg(x: Any, dev: Any, name: str) -> DeviceArray:
     return x if type(x) is DeviceArray else from_host(x, None, dev)
 
 
-def fresh(out: Any, shape: tuple[int, ...], dt: Any, dev: Any, name: str) -> tuple[DeviceArray, Any]:
-    """The output (``target``) and what its kernel writes: a new array's numpy view, built here, or ``out``.
-
-    A kernel holding the new array's view rather than the array lets a result the caller
-    drops free its block at once, on the caller (as ``fastpath._launch_fresh`` does).
-    """
-    if out is None:
-        result = new_array(dev, shape, check_dtype(dt), stream_of(dev), True)
-        return result, result._view
-    result = target(out, shape, dt, dev, name)
-    return result, result
-
-
 def _host_indices(indices: Any) -> np.ndarray[Any, Any]:
     """A private intp copy of host indices numpy accepted, converted as numpy converts them."""
     return np.array(indices, dtype=np.intp)
@@ -85,7 +65,7 @@ def _host_indices(indices: Any) -> np.ndarray[Any, Any]:
 # --- where ---------------------------------------------------------------------------------------
 def _where_meta(c: Any, x: Any, y: Any) -> tuple[tuple[int, ...], np.dtype[Any]]:
     shape = broadcast((shape_of(c), shape_of(x), shape_of(y)))
-    return shape, check_dtype(np.where(_dummy(c), _dummy(x), _dummy(y)).dtype)
+    return shape, check_dtype(np.where(dummy(c, _EMPTY), dummy(x, _EMPTY), dummy(y, _EMPTY)).dtype)
 
 
 @with_function
@@ -110,7 +90,7 @@ def where(condition: Any, x: Any = _NOT_GIVEN, y: Any = _NOT_GIVEN) -> Any:
     shape, dt = remember(("where", _key(c), _key(x), _key(y)), lambda: _where_meta(c, x, y))
     out, z = fresh(None, shape, dt, dev, "where")
     if z is not None:
-        launch(dev, _where_kernel, (np.where, c, x, y, z), (c, x, y), (out,))
+        stream_of(dev).launch(_where_kernel, (np.where, c, x, y, z), device_arrays((c, x, y)), (out,))
     return out
 
 
@@ -163,7 +143,7 @@ def clip(a: Any, a_min: Any = _NO_VALUE, a_max: Any = _NO_VALUE, out: Any = None
         return first[0]
     result, z = fresh(None, shape, dt, a._dev, "clip")  # a call seen before: allocate and enqueue
     if z is not None:
-        launch(a._dev, _ufunc_kernel, (uf, ins, z), ins, (result,))
+        stream_of(a._dev).launch(_ufunc_kernel, (uf, ins, z), device_arrays(ins), (result,))
     return result
 
 
@@ -225,13 +205,14 @@ def take(a: Any, indices: Any, axis: Any = None, out: Any = None, mode: Any = "r
         ax = normalize_axis_index(axis, a.ndim)
         n, shape = a._shape[ax], a._shape[:ax] + idx.shape + a._shape[ax + 1 :]
     if idx.size and (n == 0 or not device and mode != "wrap" and mode != "clip" and _out_of_bounds(idx, n)):
-        stand_in = np.broadcast_to(np.intp(0), idx.shape) if device else idx
-        _blank(a._shape).take(stand_in, axis, None, mode)  # numpy's IndexError, if numpy raises one here
+        index = stand_in(idx.shape, _INTP) if device else idx
+        ghost(a).take(index, axis, None, mode)  # numpy's IndexError, if numpy raises one here
     result, z = fresh(out, shape, a._dtype, a._dev, "take")
     if result._block is not None:  # not empty
         if not device and mode == "raise":
             mode = "wrap"  # checked above: the same elements, and numpy does not buffer the output for it
-        launch(a._dev, _take_kernel, (np.take, a, idx, axis, mode, z), (a, idx), (result,))
+        reads = (a, idx) if device else (a,)
+        stream_of(a._dev).launch(_take_kernel, (np.take, a, idx, axis, mode, z), reads, (result,))
     return result
 
 
@@ -250,11 +231,13 @@ def take_along_axis(arr: Any, indices: Any, axis: Any = -1) -> Any:
         idx: Any = on_device(indices, arr._dev, "take_along_axis")
         shape = _along_axis_shape(arr._shape, idx, axis)
     else:  # numpy on a blank: its errors (dtype, shapes, axis, bounds) and the result's shape
-        shape = np.take_along_axis(_blank(arr._shape), indices, axis=axis).shape
+        shape = np.take_along_axis(ghost(arr), indices, axis=axis).shape
         idx = np.array(indices)  # a private copy for the kernel
     result = target(None, shape, arr._dtype, arr._dev, "take_along_axis")
     if result.size:
-        launch(arr._dev, assign_kernel, (np.take_along_axis, (arr, idx), {"axis": axis}, result), (arr, idx), (result,))
+        reads = (arr, idx) if type(idx) is DeviceArray else (arr,)
+        args = (np.take_along_axis, (arr, idx), {"axis": axis}, result)
+        stream_of(arr._dev).launch(assign_kernel, args, reads, (result,))
     return result
 
 
@@ -274,7 +257,7 @@ def _along_axis_shape(shape: tuple[int, ...], idx: DeviceArray, axis: Any) -> tu
     for i, (n, m) in enumerate(zip(shape, idx._shape)):
         if i != ax and n != m and 1 not in (n, m):
             zeros = np.lib.stride_tricks.as_strided(np.zeros(1, np.intp), idx._shape, (0,) * idx.ndim)
-            np.take_along_axis(_blank(shape), zeros, axis=ax)  # numpy's own broadcasting error
+            np.take_along_axis(ghost(shape), zeros, axis=ax)  # numpy's own broadcasting error
         result.append(m if i == ax or n == 1 else n)
     return tuple(result)
 
@@ -302,16 +285,16 @@ def put(a: Any, ind: Any, v: Any, mode: Any = "raise") -> None:
             f"numpy.put() on DeviceArrays takes values as DeviceArrays, scalars or host data, got {type(v).__name__}"
         )
     if type(ind) is DeviceArray:
-        np.put(_blank((1,)), np.zeros(1, ind._dtype), _blank((1,)), mode=mode)  # numpy's checks of dtype and mode
+        np.put(ghost((1,)), np.zeros(1, ind._dtype), ghost((1,)), mode=mode)  # numpy's checks of dtype and mode
         ni = ind.size
         if ni and a.size == 0:
             raise IndexError("cannot replace elements of an empty array")
     else:
-        np.put(_blank((a.size,)), ind, _blank((nv,)), mode=mode)  # numpy's index checks (bounds too), on a blank
+        np.put(ghost((a.size,)), ind, ghost((nv,)), mode=mode)  # numpy's index checks (bounds too), on a blank
         ind = _host_indices(ind)
         ni = ind.size
     if ni and nv:
-        launch(a._dev, _put_kernel, (np.put, a, ind, v, mode), (ind, v), (a,))
+        stream_of(a._dev).launch(_put_kernel, (np.put, a, ind, v, mode), device_arrays((ind, v)), (a,))
 
 
 @implements(np.compress)
@@ -326,10 +309,10 @@ def compress(condition: Any, a: Any, axis: Any = None, out: Any = None) -> Any:
     a = array_arg(a, dev, "compress")
     _out_arg(out, "compress")
     cond = np.array(condition)  # a private copy, handed to the kernel
-    shape = np.compress(cond, _blank(a._shape), axis=axis).shape  # numpy's checks
+    shape = np.compress(cond, ghost(a), axis=axis).shape  # numpy's checks
     if out is not None:
         _take_check(a, np.intp, out, "raise")
     result = target(out, shape, a._dtype, a._dev, "compress")
     if result.size:
-        launch(a._dev, out_kernel, (np.compress, (cond, a), {"axis": axis}, result), (a,), (result,))
+        stream_of(a._dev).launch(out_kernel, (np.compress, (cond, a), {"axis": axis}, result), (a,), (result,))
     return result

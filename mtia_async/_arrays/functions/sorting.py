@@ -18,10 +18,26 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
-from ..array import DeviceArray
-from .common import ghost, remember, with_function
-from .linalg import NO_KW, call_assign, call_into, device, dummy, enqueue, key_of, ones, operand, operands, output
-from .linalg import placed, shape_of, val
+from ..array import DeviceArray, as_view
+from .common import (
+    NO_KW,
+    Shape,
+    assign_kernel,
+    device,
+    dummy,
+    enqueue,
+    ghost,
+    into_kernel,
+    key_of,
+    ones,
+    operand,
+    operands,
+    output,
+    placed,
+    remember,
+    shape_of,
+    with_function,
+)
 from .registry import implements, unsupported
 
 if TYPE_CHECKING:
@@ -40,7 +56,6 @@ __all__ = [
     "sort_in_place",
 ]
 
-Shape = tuple[int, ...]
 _NO_VALUE: Any = np._NoValue  # numpy's "argument not given"
 _INTP = np.dtype(np.intp)
 
@@ -72,10 +87,10 @@ def copy_sort(fn: Any, args: tuple[Any, ...], kw: dict[str, Any], z: Any) -> Non
     """``fn`` (np.sort, np.partition) as numpy runs it: copy the input (flattened for ``axis=None``)
     into the output, then sort that in place (``args``: ndarray.sort or .partition, input, kth)."""
     method, a, extra = args
-    x = val(a)
+    x = as_view(a)
     if kw["axis"] is None:
         x, kw = x.reshape(-1), dict(kw, axis=-1)
-    o = val(z)
+    o = as_view(z)
     np.copyto(o, x)
     method(o, *extra, **kw)
 
@@ -83,7 +98,7 @@ def copy_sort(fn: Any, args: tuple[Any, ...], kw: dict[str, Any], z: Any) -> Non
 @with_function
 def in_place(fn: Any, args: tuple[Any, ...], kw: dict[str, Any], z: Any) -> None:
     """``fn(z, *args, **kw)``: ndarray.sort / ndarray.partition on the array's view, in place."""
-    fn(val(z), *args, **kw)
+    fn(as_view(z), *args, **kw)
 
 
 # --- sort, argsort, partition, argpartition ------------------------------------------------------------
@@ -153,7 +168,7 @@ def argsort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *, stab
     dev, x, shape, _ = _sort_like(np.argsort, "argsort", a, kw)
     o = output(None, shape, _INTP, dev, "argsort")
     (x,), reads = placed((x,), dev, "argsort")
-    return enqueue(dev, call_assign, np.ndarray.argsort, (x, axis, kind, order), {"stable": stable}, o, reads)
+    return enqueue(dev, assign_kernel, np.ndarray.argsort, (x, axis, kind, order), {"stable": stable}, o, reads)
 
 
 @implements(np.partition)
@@ -171,7 +186,7 @@ def argpartition(a: Any, kth: Any, axis: Any = -1, kind: str = "introselect", or
     dev, x, shape, k = _sort_like(np.argpartition, "argpartition", a, kw, kth)
     o = output(None, shape, _INTP, dev, "argpartition")
     (x,), reads = placed((x,), dev, "argpartition")
-    return enqueue(dev, call_assign, np.ndarray.argpartition, (x, k, axis, kind, order), NO_KW, o, reads)
+    return enqueue(dev, assign_kernel, np.ndarray.argpartition, (x, k, axis, kind, order), NO_KW, o, reads)
 
 
 # --- in place (the methods a.sort(), a.partition()) ---------------------------------------------------
@@ -219,7 +234,7 @@ def _scan(fn: Any, method: Any, name: str, a: Any, axis: Any, dtype: Any, out: A
     out_shape, dt = remember((name, key_of(x), shape, type(axis), axis, dtype, out_dt), resolve)
     o = output(out, out_shape, dt, dev, name)
     (x,), reads = placed((x,), dev, name)
-    return enqueue(dev, call_into, method, (x, axis, dtype), NO_KW, o, reads, out)
+    return enqueue(dev, into_kernel, method, (x, axis, dtype), NO_KW, o, reads, out)
 
 
 @implements(np.cumsum)
@@ -237,13 +252,13 @@ def cumprod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Dev
 def diff_kernel(fn: Any, args: tuple[Any, ...], kw: dict[str, Any], z: Any) -> None:
     """numpy.diff's own steps (``fn``), the last difference written into the output."""
     a, n, axis, prepend, append = args
-    x = val(a)
+    x = as_view(a)
     if prepend is not None or append is not None:
         side = x.shape[:axis] + (1,) + x.shape[axis + 1 :]
         parts = []
         for e in (prepend, a, append):
             if e is not None:
-                v = val(e)
+                v = as_view(e)
                 parts.append(np.broadcast_to(v, side) if v.ndim == 0 else v)
         x = np.concatenate(parts, axis)
     op = np.not_equal if x.dtype == np.bool_ else np.subtract
@@ -251,7 +266,7 @@ def diff_kernel(fn: Any, args: tuple[Any, ...], kw: dict[str, Any], z: Any) -> N
     later, earlier = head + (slice(1, None),), head + (slice(None, -1),)
     for _ in range(n - 1):
         x = op(x[later], x[earlier])
-    op(x[later], x[earlier], out=val(z))
+    op(x[later], x[earlier], out=as_view(z))
 
 
 @implements(np.diff)
@@ -280,7 +295,9 @@ def diff(a: Any, n: Any = 1, axis: Any = -1, prepend: Any = _NO_VALUE, append: A
         dt = np.diff(dummy(x, ones(x)), 1, ax, **extra).dtype
         return ax, joined[:ax] + (max(joined[ax] - n, 0),) + joined[ax + 1 :], dt
 
-    extras = () if pre is None and app is None else [None if e is None else (key_of(e), shape_of(e)) for e in (pre, app)]
+    extras = (
+        () if pre is None and app is None else [None if e is None else (key_of(e), shape_of(e)) for e in (pre, app)]
+    )
     ax, out_shape, dt = remember(("diff", key_of(x), shape, n, type(axis), axis, *extras), resolve)
     o = output(None, out_shape, dt, dev, "diff")
     if pre is None and app is None:

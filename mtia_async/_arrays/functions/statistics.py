@@ -22,12 +22,13 @@ from typing import Any
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
 
+from ..._core.context import stream_of
 from ..array import DeviceArray, as_view
 from ..checks import check_dtype
 from ..shapes import pattern, reduced
-from .common import device_of, launch, remember, target, with_function
+from .common import device_of, fresh, remember, target, with_function
 from .registry import implements, unsupported
-from .selection import array_arg, fresh
+from .selection import array_arg
 
 __all__ = ["average", "median", "nanmedian", "nanpercentile", "nanquantile", "percentile", "quantile"]
 
@@ -90,7 +91,7 @@ def _median(fn: Any, a: Any, axis: Any, out: Any, overwrite_input: Any, keepdims
         kw = {"axis": axis, "overwrite_input": overwrite_input}
         if keepdims is not _NO_VALUE:
             kw["keepdims"] = keepdims
-        launch(a._dev, _stat_kernel, (fn, a, None, kw, z), (a,), (result, a) if overwrite_input else (result,))
+        stream_of(a._dev).launch(_stat_kernel, (fn, a, None, kw, z), (a,), (result, a) if overwrite_input else (result,))
     return result
 
 
@@ -164,7 +165,8 @@ def _quantiles(fn: Any, scale: int, a: Any, q: Any, axis: Any, out: Any, overwri
     if result.size:
         if w is not None:
             kw["weights"] = w
-        launch(a._dev, _stat_kernel, (fn, a, q, kw, z), (a, w), (result, a) if overwrite_input else (result,))
+        reads = (a,) if w is None else (a, w)
+        stream_of(a._dev).launch(_stat_kernel, (fn, a, q, kw, z), reads, (result, a) if overwrite_input else (result,))
     return result
 
 
@@ -226,5 +228,7 @@ def average(a: Any, axis: Any = None, weights: Any = None, returned: bool = Fals
     result = target(None, shape, dt, a._dev, "average")
     scl = target(None, shape, sdt, a._dev, "average") if returned else None
     if result.size:
-        launch(a._dev, _average_kernel, (np.average, a, axes, w, kw, result, scl), (a, w), (result, scl))
+        reads = (a,) if w is None else (a, w)
+        writes = (result,) if scl is None else (result, scl)
+        stream_of(a._dev).launch(_average_kernel, (np.average, a, axes, w, kw, result, scl), reads, writes)
     return (result, scl) if returned else result
