@@ -77,10 +77,13 @@ def empty(shape: ShapeLike, dtype: npt.DTypeLike | None = np.float32, device: De
 
 
 def _filled(shape: ShapeLike, dtype: npt.DTypeLike | None, device: DeviceLike, value: int) -> DeviceArray:
-    out = empty(shape, dtype, device)
-    if out._block is not None:
-        s = stream_of(out._dev)
-        s.launch(fill_kernel, (out, value), (), (out,))
+    shp = check_shape(shape)
+    dt = check_dtype(np.float32 if dtype is None else dtype)
+    dev = device_impl(device)
+    s = stream_of(dev)
+    out = new_array(dev, shp, dt, s, True)
+    if out._view is not None:  # the kernel holds the view: a dropped array frees at once (fastpath._launch_fresh)
+        s.launch(fill_kernel, (out._view, value), (), (out,))
     return out
 
 

@@ -45,8 +45,8 @@ def copy_kernel(dst: Any, src: Any) -> None:
     np.copyto(as_view(dst), as_view(src), casting="unsafe")
 
 
-def fill_kernel(dst: DeviceArray, value: Any) -> None:
-    dst._np().fill(value)
+def fill_kernel(dst: Any, value: Any) -> None:
+    as_view(dst).fill(value)
 
 
 def setitem_kernel(dst: DeviceArray, value: Any) -> None:
@@ -185,7 +185,7 @@ def astype(a: DeviceArray, dtype: object, copy: bool) -> DeviceArray:
     dev = a._dev
     s = stream_of(dev)
     out = new_array(dev, a._shape, dt, s)
-    if out._block is not None:
+    if out._block is not None:  # copy_kernel gets DeviceArrays: an ndarray operand means host memory (graphs, traces)
         s.launch(copy_kernel, (out, a), (a,), (out,))
     return out
 
