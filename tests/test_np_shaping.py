@@ -327,6 +327,8 @@ def test_a_dropped_result_frees_its_block_at_once() -> None:
         mtia.arange(100)
         mtia.eye(9)
         mtia.linspace(0, 1, 100)
+        mtia.zeros(100), mtia.ones((3, 3)), mtia.full(7, 2.0)  # fills too
+        np.zeros_like(a), np.ones_like(a), np.full_like(a, 3), np.empty_like(a)
         assert mtia.memory_allocated() == before
     finally:
         gate.set()

@@ -7,16 +7,16 @@ host-to-device copy as a kernel on that stream.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from .._core.context import DeviceLike, current_device_index, resolve_device, stream_of
 from .._core.runtime import get_runtime, state
-from .array import DeviceArray, new_array
+from .array import SCALARS, DeviceArray, new_array
 from .checks import ShapeLike, check_dtype, check_shape
-from .transfer import fill_kernel, from_host
+from .transfer import fill_kernel, from_host, scalar_source
 
 if TYPE_CHECKING:
     from .._core.device import DeviceImpl
@@ -76,14 +76,15 @@ def empty(shape: ShapeLike, dtype: npt.DTypeLike | None = np.float32, device: De
     return new_array(dev, shp, dt, stream_of(dev))
 
 
-def _filled(shape: ShapeLike, dtype: npt.DTypeLike | None, device: DeviceLike, value: int) -> DeviceArray:
+def _filled(shape: ShapeLike, dtype: npt.DTypeLike | None, device: DeviceLike, value: Any) -> DeviceArray:
     shp = check_shape(shape)
     dt = check_dtype(np.float32 if dtype is None else dtype)
+    src = scalar_source(dt, value)[()]  # numpy's conversion errors, here, before the allocation
     dev = device_impl(device)
     s = stream_of(dev)
     out = new_array(dev, shp, dt, s, True)
     if out._view is not None:  # the kernel holds the view: a dropped array frees at once (fastpath._launch_fresh)
-        s.launch(fill_kernel, (out._view, value), (), (out,))
+        s.launch(fill_kernel, (out._view, src), (), (out,))
     return out
 
 
@@ -105,6 +106,8 @@ def full(
     ``fill_value`` is a scalar, a host array or a DeviceArray that broadcasts to
     ``shape``; ``dtype`` defaults to the fill value's, as in ``numpy.full``.
     """
+    if isinstance(fill_value, (*SCALARS, np.generic)):  # a fill kernel
+        return _filled(shape, np.asarray(fill_value).dtype if dtype is None else dtype, device, fill_value)
     if dtype is None:
         dtype = fill_value.dtype if type(fill_value) is DeviceArray else np.asarray(fill_value).dtype
     out = empty(shape, dtype, device)
