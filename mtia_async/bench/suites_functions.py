@@ -5,7 +5,7 @@ launch + its share of one final ``synchronize()``, against PyTorch CPU eager's
 ``torch.exp(t)`` on 16 floats measured in the same run: the unit of the "ufunc call"
 whose host-cost goal is 2.0x torch (goal 9), so "<= 2x that goal" is <= 4.0x this
 baseline. Large rows: the same call on 1M float32 (512x512 for ``dot``) against numpy
-on host arrays, <= 1.05x.
+on host arrays, <= 1.05x. ``--quick`` measures one row per family.
 """
 
 from __future__ import annotations
@@ -16,6 +16,10 @@ from ._harness import Baseline, Context, Row
 from .suites_memory import torch_or_reason
 
 __all__ = ["function_rows"]
+
+# Under --quick (the main job's summary, the tests) one row per family, the cheap large ones.
+_QUICK = {"concatenate", "squeeze", "zeros_like", "where", "getitem_int", "dot", "sort"}
+_QUICK_LARGE = {"concatenate", "cumsum"}
 
 
 def _small_cases() -> list[tuple[str, str, Any]]:
@@ -87,6 +91,8 @@ def function_rows(ctx: Context, measure: Any) -> list[Row]:
         unit = lambda: t_exp(ta)  # noqa: E731
     rows = []
     for key, name, fn in _small_cases():
+        if ctx.quick and key not in _QUICK:
+            continue
         mine, base, batch = measure(ctx, f"ops {name}", fn, unit, 200_000)
         row = Row(f"ops.np.{key}", "ops", name, "us", samples=mine, batch=batch,
                   note="16 float32 (4x4); per call, launch + its share of one final synchronize(); "
@@ -97,6 +103,8 @@ def function_rows(ctx: Context, measure: Any) -> list[Row]:
             row.baseline_skipped = reason
         rows.append(row)
     for key, name, fn, host in _large_cases():
+        if ctx.quick and key not in _QUICK_LARGE:
+            continue
         mine, base, batch = measure(ctx, f"ops {name}", fn, host, 2_000)
         rows.append(Row(f"ops.np.large.{key}", "ops", f"{name} vs numpy", "us", samples=mine,
                         baseline=Baseline("numpy", base), batch=batch,
