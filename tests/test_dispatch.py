@@ -288,6 +288,8 @@ def test_reduction_methods_and_numpy_functions() -> None:
         mtia.zeros(0).argmax()
     with pytest.raises(TypeError, match=r"numpy.polyfit\(\) is not supported on DeviceArray"):
         np.polyfit(a[0], a[1], 1)  # a numpy function DeviceArray does not implement
+    with pytest.raises(TypeError, match=r"numpy.fft.fft\(\) is not supported on DeviceArray"):
+        np.fft.fft(a[0])  # named with its submodule
     with pytest.raises(TypeError, match="reduceat is not supported on DeviceArray"):
         np.add.reduceat(a, [0, 1])
     with pytest.raises(TypeError, match="at is not supported on DeviceArray"):

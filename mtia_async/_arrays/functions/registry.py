@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["FUNCTIONS", "LIKE", "array_function", "implements", "unsupported"]
+__all__ = ["FUNCTIONS", "LIKE", "array_function", "implements", "public_name", "unsupported"]
 
 FUNCTIONS: dict[Any, Callable[..., Any]] = {}
 """numpy function -> implementation taking the same arguments."""
@@ -50,12 +50,20 @@ def unsupported(name: str, why: str = "") -> TypeError:
     )
 
 
+def public_name(func: Any) -> str:
+    """``fft.fft`` for ``np.fft.fft``, ``concatenate`` for ``np.concatenate`` (what follows ``numpy.``)."""
+    name = getattr(func, "__name__", repr(func))
+    module = str(getattr(func, "__module__", None) or "numpy")
+    sub = module.removeprefix("numpy").strip(".") if module.startswith("numpy") else ""
+    return f"{sub}.{name}" if sub else name
+
+
 def array_function(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], array: Any = None) -> Any:
     """``DeviceArray.__array_function__`` of ``array``: the registered implementation, TypeError for the rest."""
     impl = FUNCTIONS.get(func)
     if impl is None:
         impl = LIKE.get(func)
         if impl is None:
-            raise unsupported(getattr(func, "__name__", repr(func)))
+            raise unsupported(public_name(func))
         return impl(*args, like=array, **kwargs)
     return impl(*args, **kwargs)
