@@ -21,7 +21,7 @@ from .transfer import fill_kernel, from_host, scalar_source
 if TYPE_CHECKING:
     from .._core.device import DeviceImpl
 
-__all__ = ["asarray", "device_impl", "empty", "full", "ones", "zeros"]
+__all__ = ["asarray", "device_impl", "empty", "filled", "full", "ones", "zeros"]
 
 
 def device_impl(device: DeviceLike) -> DeviceImpl:
@@ -76,16 +76,25 @@ def empty(shape: ShapeLike, dtype: npt.DTypeLike | None = np.float32, device: De
     return new_array(dev, shp, dt, stream_of(dev))
 
 
+def filled(dev: DeviceImpl, shape: tuple[int, ...], dt: np.dtype[Any], value: Any) -> DeviceArray:
+    """A new array of ``dev`` filled with the scalar ``value``: one fill kernel on the current stream.
+
+    ``value`` is converted to ``dt`` here, before the allocation (numpy's errors, cached).
+    The kernel holds the new array's numpy view, not the array, so a result the caller
+    drops is freed at once (as ``fastpath._launch_fresh``).
+    """
+    src = scalar_source(dt, value)[()]
+    s = stream_of(dev)
+    out = new_array(dev, shape, dt, s, True)
+    if out._view is not None:
+        s.launch(fill_kernel, (out._view, src), (), (out,))
+    return out
+
+
 def _filled(shape: ShapeLike, dtype: npt.DTypeLike | None, device: DeviceLike, value: Any) -> DeviceArray:
     shp = check_shape(shape)
     dt = check_dtype(np.float32 if dtype is None else dtype)
-    src = scalar_source(dt, value)[()]  # numpy's conversion errors, here, before the allocation
-    dev = device_impl(device)
-    s = stream_of(dev)
-    out = new_array(dev, shp, dt, s, True)
-    if out._view is not None:  # the kernel holds the view: a dropped array frees at once (fastpath._launch_fresh)
-        s.launch(fill_kernel, (out._view, src), (), (out,))
-    return out
+    return filled(device_impl(device), shp, dt, value)
 
 
 def zeros(shape: ShapeLike, dtype: npt.DTypeLike | None = np.float32, device: DeviceLike = None) -> DeviceArray:

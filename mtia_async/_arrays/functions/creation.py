@@ -19,20 +19,19 @@ import numpy.typing as npt
 from ..._core.context import DeviceLike, stream_of
 from ..array import DeviceArray, as_view, new_array
 from ..checks import check_dtype, check_extent, check_shape, two_devices
-from ..factories import device_impl
-from ..transfer import fill_kernel, scalar_source
+from ..factories import device_impl, filled
 from .common import device_arrays, device_of, ghost, on_device, remember, with_function
 from .registry import implements, unsupported
 
 if TYPE_CHECKING:
     from ..._core.device import DeviceImpl
 
-__all__ = ["arange", "eye", "identity", "like", "linspace"]
+__all__ = ["arange", "eye", "identity", "linspace", "prototype_of"]
 
 
-def like(name: str, a: Any, dtype: Any, order: str, subok: bool, shape: Any, device: Any,
-         view: bool = False) -> DeviceArray:  # fmt: skip
-    """A new uninitialised array shaped like ``a`` (or ``shape``), on ``a``'s device (``view``: its numpy view built)."""
+def prototype_of(name: str, a: Any, dtype: Any, order: str, subok: bool, shape: Any,
+                 device: Any) -> tuple[DeviceImpl, tuple[int, ...], np.dtype[Any]]:  # fmt: skip
+    """Where, what shape and what dtype a ``*_like`` result of prototype ``a`` has (numpy's arguments checked)."""
     if type(a) is not DeviceArray:
         raise unsupported(name, "the prototype must be the DeviceArray")
     if order not in ("K", "A", "C"):
@@ -44,33 +43,26 @@ def like(name: str, a: Any, dtype: Any, order: str, subok: bool, shape: Any, dev
         )
     dt = a._dtype if dtype is None else check_dtype(dtype)
     sh = a._shape if shape is None else check_shape(shape)
-    return new_array(a._dev, sh, dt, stream_of(a._dev), view)
-
-
-def _filled(out: DeviceArray, value: Any) -> DeviceArray:
-    src = scalar_source(out._dtype, value)  # numpy's conversion errors, here on the caller (cached)
-    view = out._view
-    if view is not None:  # the kernel holds the view: a dropped array frees at once (fastpath._launch_fresh)
-        stream_of(out._dev).launch(fill_kernel, (view, src[()]), (), (out,))
-    return out
+    return a._dev, sh, dt
 
 
 @implements(np.empty_like)
 def empty_like(prototype: Any, dtype: Any = None, order: str = "K", subok: bool = True, shape: Any = None, *,
                device: Any = None) -> DeviceArray:  # fmt: skip
-    return like("empty_like", prototype, dtype, order, subok, shape, device)
+    dev, sh, dt = prototype_of("empty_like", prototype, dtype, order, subok, shape, device)
+    return new_array(dev, sh, dt, stream_of(dev))
 
 
 @implements(np.zeros_like)
 def zeros_like(a: Any, dtype: Any = None, order: str = "K", subok: bool = True, shape: Any = None, *,
                device: Any = None) -> DeviceArray:  # fmt: skip
-    return _filled(like("zeros_like", a, dtype, order, subok, shape, device, True), 0)
+    return filled(*prototype_of("zeros_like", a, dtype, order, subok, shape, device), 0)
 
 
 @implements(np.ones_like)
 def ones_like(a: Any, dtype: Any = None, order: str = "K", subok: bool = True, shape: Any = None, *,
               device: Any = None) -> DeviceArray:  # fmt: skip
-    return _filled(like("ones_like", a, dtype, order, subok, shape, device, True), 1)
+    return filled(*prototype_of("ones_like", a, dtype, order, subok, shape, device), 1)
 
 
 @implements(np.full_like)
@@ -78,7 +70,7 @@ def full_like(a: Any, fill_value: Any, dtype: Any = None, order: str = "K", subo
               device: Any = None) -> DeviceArray:  # fmt: skip
     if type(fill_value) is DeviceArray:
         raise unsupported("full_like", "fill_value must be a scalar, not a DeviceArray")
-    return _filled(like("full_like", a, dtype, order, subok, shape, device, True), fill_value)
+    return filled(*prototype_of("full_like", a, dtype, order, subok, shape, device), fill_value)
 
 
 # --- ranges and identities: the factories, and numpy's like= ------------------------------------
