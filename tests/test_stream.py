@@ -130,6 +130,76 @@ def test_query_false_while_running_true_after() -> None:
     assert s.query()
 
 
+class _SlowToken(list):  # type: ignore[type-arg]
+    """A stream token whose return takes 20 ms: widens the window between a worker
+    reaching the stream's last mark and giving the stream back (``pause_after``: the
+    token is free at once, and the worker is held 20 ms after freeing it)."""
+
+    pause_after = False
+    paused = False
+
+    def append(self, item: Any) -> None:
+        if self.paused:  # only the first return is slow
+            super().append(item)
+        elif self.pause_after:
+            self.paused = True
+            super().append(item)
+            time.sleep(0.02)
+        else:
+            self.paused = True
+            time.sleep(0.02)
+            super().append(item)
+
+
+class _SlowTokenPausingAfter(_SlowToken):
+    pause_after = True
+
+
+@pytest.mark.parametrize("waited", [False, True], ids=["polled", "woken"])
+def test_an_event_seen_done_on_the_streams_last_item_means_the_stream_is_idle(waited: bool) -> None:
+    """Seeing the last event done, woken or by polling its query(), implies s.query().
+
+    Regression: the worker set the mark done before giving the stream's token back, so
+    an ``await e`` arriving in between saw ``e`` done and ``s.query()`` False.
+    """
+    s = mtia_sync.Stream()
+    for _ in range(5):
+        gate = threading.Event()
+        s.launch(gate.wait, 5)
+        e = s.record_event()
+        impl = s._impl  # type: ignore[attr-defined]
+        impl.token = _SlowToken(impl.token)
+        gate.set()
+        if waited:
+            e.synchronize()
+        else:
+            deadline = time.monotonic() + 5
+            while not e.query():
+                assert time.monotonic() < deadline, "the event never completed"
+        assert s.query()
+        s.synchronize()
+
+
+def test_events_of_one_stream_complete_in_order_when_another_worker_takes_the_stream_over() -> None:
+    """A launch racing the return of the token hands the stream to another worker; its
+    later event never completes before the earlier one."""
+    s = mtia_sync.Stream()
+    impl = s._impl  # type: ignore[attr-defined]
+    for _ in range(5):
+        gate = threading.Event()
+        s.launch(gate.wait, 5)
+        e1 = s.record_event()
+        impl.token = _SlowTokenPausingAfter(impl.token)
+        gate.set()
+        time.sleep(0.005)  # the worker is returning the token (20 ms)
+        e2 = s.record_event()
+        deadline = time.monotonic() + 5
+        while not e2.query():
+            assert time.monotonic() < deadline, "the event never completed"
+        assert e1.query()
+        s.synchronize()
+
+
 def test_priority_streams_go_first_when_workers_are_contended() -> None:
     # 2 workers: block both, queue low then high priority work, release: high runs first.
     gates = [threading.Event(), threading.Event()]

@@ -221,23 +221,25 @@ class DeviceImpl:
         """Handle a mark, a wait or a clear; return ``_PARK`` when the worker must let go."""
         kind = type(item)
         if kind is Mark:
-            waiters = item.finish(s.unreported, _perf_ns())
             if flags.debug:
                 emit("debug", "mark_reached", device=self.index, stream=s.stream_id, failed=bool(s.unreported))
+            if s.q:
+                waiters = item.finish(s.unreported, _perf_ns())
+                if waiters:
+                    fire(waiters)
+                return None
+            # The last item: the stream is released as the mark becomes done (finish), so
+            # whoever sees it done, woken or not, sees query() True. Another worker may
+            # take the stream at once; we let go unless we win the token back.
+            waiters = item.finish(s.unreported, _perf_ns(), s.token)
             if waiters:
-                if not s.q:
-                    # The last item: release the stream before waking anyone, so a woken
-                    # waiter sees query() True. Another worker may take it meanwhile.
-                    s.token.append(True)
-                    fire(waiters)
-                    if not s.q:
-                        return _PARK
-                    try:
-                        s.token.pop()
-                    except IndexError:
-                        return _PARK
-                else:
-                    fire(waiters)
+                fire(waiters)
+            if not s.q:
+                return _PARK
+            try:
+                s.token.pop()
+            except IndexError:
+                return _PARK
             return None
         if kind is Clear:
             s.unreported = tuple(f for f in s.unreported if f is not item.failure)

@@ -132,11 +132,20 @@ class Mark:
                 except ValueError:
                     pass
 
-    def finish(self, failures: Failures, t_ns: int) -> list[Waiter] | None:
-        """Mark done (by the worker that reached it); return the waiters to fire."""
+    def finish(self, failures: Failures, t_ns: int, token: list[bool] | None = None) -> list[Waiter] | None:
+        """Mark done (by the worker that reached it); return the waiters to fire.
+
+        ``token``: the stream's token, when the mark is its last item: given back before
+        ``done`` is set, so whoever sees the mark done also sees the stream idle
+        (``query()`` True unless new work came). Both happen under the stream's lock, and
+        every ``finish`` takes it, so a later mark of the stream (drained by another
+        worker that took the token meanwhile) cannot be done before this one.
+        """
         self.t_ns = t_ns
         self.failures = failures
         with self.stream.lock:
+            if token is not None:
+                token.append(True)
             self.done = True
             waiters = self._waiters
             self._waiters = None
