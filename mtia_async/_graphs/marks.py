@@ -98,5 +98,5 @@ class CapturedMark(Mark):
         if current is not None:
             current.remove_waiter(waiter)
 
-    def finish(self, failures: Failures, t_ns: int) -> list[Waiter] | None:
+    def finish(self, failures: Failures, t_ns: int, token: list[bool] | None = None) -> list[Waiter] | None:
         raise AssertionError("a captured mark is never in a FIFO: its replays' marks are")
