@@ -113,6 +113,39 @@ def test_host_copies_are_the_callers_own_arrays(remote: Any) -> None:
     assert mtia.zeros((0, 3)).numpy().shape == (0, 3)
 
 
+def test_a_copy_to_the_host_gets_the_bytes_of_its_turn_while_later_work_waits_for_them_to_leave(remote: Any) -> None:
+    """The worker sends device memory as it is (no copy): the stream holds later work until it left."""
+    import asyncio
+
+    from distributed import Client
+
+    n = 8 << 20  # 32 MiB: more than the socket takes at once, so the worker's loop sends it over many turns
+
+    async def body() -> tuple[np.ndarray, np.ndarray]:
+        s = amtia.Stream(0)
+        a = amtia.full(n, 1.0, device=0)
+        s.wait_stream(amtia.current_stream(0))  # the fill of a is done first
+        with amtia.stream(s):
+            first = asyncio.ensure_future(a.to_host())
+            await asyncio.sleep(0)  # the copy is enqueued: the task ran up to its wait
+            s.launch(np.copyto, a, 2.0)  # right behind it on the same stream: it must not reach the copy's bytes
+            second = await a.to_host()
+            return await first, second
+
+    for _ in range(3):
+        first, second = asyncio.run(body())
+        assert np.count_nonzero(first != 1.0) == 0
+        assert np.count_nonzero(second != 2.0) == 0
+
+    def zero_copy(dask_worker: Any) -> list[bool]:
+        from mtia_async._cluster.session import SESSIONS
+
+        return [s.zero_copy for (_, address), s in SESSIONS.items() if address == dask_worker.address]
+
+    with Client(remote, set_as_default=False, timeout=30) as client:
+        assert list(client.run(zero_copy).values()) == [[True], [True]]  # TCP comms: the bytes were not copied
+
+
 def test_launch_runs_user_kernels_on_the_worker_with_numpy_views(remote: Any) -> None:
     s = mtia.Stream(1)
     x = mtia.zeros(5, dtype=np.int64, device=1)

@@ -141,6 +141,7 @@ class Connection:
         owners = {i * devices_per_worker + k: a for i, a in enumerate(addresses) for k in range(devices_per_worker)}
         for i, address in enumerate(addresses):
             comm = await connect(address, timeout=max(0.1, deadline - time.monotonic()), **client.connection_args)
+            comm.allow_offload = False  # see WorkerSession.__init__: the same on both ends
             await comm.write({
                 "op": "mtia_async_session", "reply": False, "key": self.key,
                 "devices": [i * devices_per_worker + k for k in range(devices_per_worker)],

@@ -132,6 +132,10 @@ class WorkerSession:
                  workers: int, memory: int) -> None:  # fmt: skip
         self.worker = worker
         self.comm = comm
+        # Dask measures every message it writes (dask.sizeof, ~30 us for a small one) to decide whether
+        # to (de)serialise it on another thread: a cost per message, and a thread hop for a big one,
+        # for nothing here (frames are small lists; arrays travel as their own buffers, uncopied).
+        comm.allow_offload = False
         self.key = key
         self.loop = asyncio.get_running_loop()
         self.runtime = Runtime(Config(len(devices), memory, workers, 0), -1)
@@ -156,6 +160,9 @@ class WorkerSession:
         self._wake_pending = False
         self.writing = False
         self.event = asyncio.Event()
+        # Reads send device memory uncopied through a comm's tornado stream (TCP, TLS), which says
+        # when the bytes left; another comm (an in-process one hands over the object) gets a copy.
+        self.zero_copy = hasattr(getattr(comm, "stream", None), "write")
 
     # --- lifetime (the worker's event loop) ------------------------------------------------------
     async def run(self) -> None:
@@ -193,14 +200,41 @@ class WorkerSession:
             await self.event.wait()
             self.event.clear()
             events = []
+            sent: list[Mark] = []  # reads' marks in this message: done once its bytes left
             while self.outbox:
-                events.append(self.outbox.popleft())
-            if events:
-                self.writing = True
-                try:
+                event = self.outbox.popleft()
+                if event.__class__ is Mark:
+                    sent.append(event)
+                else:
+                    events.append(event)
+            self.writing = True
+            try:
+                if events:
                     await self.comm.write({"e": events})
-                finally:
-                    self.writing = False
+            finally:
+                self.writing = False
+                if sent:
+                    self._when_flushed(sent)
+
+    def _when_flushed(self, marks: list[Mark]) -> None:
+        """Complete ``marks`` once everything written so far is in the socket (the worker's loop)."""
+
+        def done(*unused: object) -> None:
+            now = time.perf_counter_ns()
+            for mark in marks:
+                mark.complete((), now)
+
+        stream = getattr(self.comm, "stream", None) if self.zero_copy else None
+        try:
+            # Dask's comm hands the frames to the stream without waiting for them to leave; tornado's
+            # write() returns a future done once every byte written before it is in the socket.
+            waiter = stream.write(b"") if stream is not None else None
+        except Exception:  # the stream closed: nothing holds the bytes any more
+            waiter = None
+        if waiter is None:
+            done()
+        else:
+            waiter.add_done_callback(done)
 
     async def goodbye(self) -> None:
         """The worker is closing: tell the client (its devices fail, but as a close, not a crash)."""
@@ -210,9 +244,9 @@ class WorkerSession:
                 return
             await asyncio.sleep(0.01)
 
-    def post(self, event: Any) -> None:
-        """Queue a reply (any thread); the writer sends what accumulated in one message."""
-        self.outbox.append(event)
+    def post(self, *events: Any) -> None:
+        """Queue replies (any thread; one ``extend``); the writer sends what accumulated in one message."""
+        self.outbox.extend(events)
         if not self._wake_pending:
             self._wake_pending = True
             try:
@@ -307,8 +341,10 @@ class WorkerSession:
                 failure = self.failures.pop(item[1], None)
                 if failure is not None:
                     failure.report()
-            else:  # "R": a copy to the host
-                ls.launch(self._read_kernel, (item[1], self.resolve(item[2])))
+            else:  # "R": a copy to the host; the stream goes on once its bytes are on the wire
+                sent = Mark(self.ext_stream)
+                ls.launch(self._read_kernel, (item[1], self.resolve(item[2]), sent))
+                ls.wait_mark(sent)
         if not items or items[-1][0] != "M":
             self._watch(ls.record_event(), None, [key[0], key[1], seq])
 
@@ -386,11 +422,23 @@ class WorkerSession:
         else:
             self.ext[xid] = (t_ns, failures)
 
-    def _read_kernel(self, rid: int, view: Any) -> None:
+    def _read_kernel(self, rid: int, view: Any, sent: Mark) -> None:
+        """Send ``view``'s bytes uncopied; the stream waits for ``sent``, done once they are in the socket.
+
+        So no later work changes bytes the writer still holds (a copy engine's copy occupies its
+        stream the same way). An in-process comm would hand the client this very memory: a copy.
+        """
         from distributed.protocol import to_serialize
 
-        data = view._np() if type(view) is DeviceArray else view
-        self.post(("r", rid, to_serialize(data.copy(order="C"))))
+        try:
+            data = view._np() if type(view) is DeviceArray else view
+            if not self.zero_copy:
+                data = data.copy(order="C")
+            event = ("r", rid, to_serialize(data))
+        except BaseException:
+            sent.complete((), 0)
+            raise
+        self.post(event, sent)  # the writer takes both, or neither yet
 
     # --- handles -> worker objects -----------------------------------------------------------------
     def resolve(self, pid: Any) -> Any:
