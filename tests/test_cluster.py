@@ -137,13 +137,16 @@ def test_a_copy_to_the_host_gets_the_bytes_of_its_turn_while_later_work_waits_fo
         assert np.count_nonzero(first != 1.0) == 0
         assert np.count_nonzero(second != 2.0) == 0
 
-    def zero_copy(dask_worker: Any) -> list[bool]:
+    def comm_modes(dask_worker: Any) -> list[tuple[bool, bool]]:
         from mtia_async._cluster.session import SESSIONS
 
-        return [s.zero_copy for (_, address), s in SESSIONS.items() if address == dask_worker.address]
+        return [(s.zero_copy, s.comm.allow_offload) for (_, address), s in SESSIONS.items()
+                if address == dask_worker.address]  # fmt: skip
 
     with Client(remote, set_as_default=False, timeout=30) as client:
-        assert list(client.run(zero_copy).values()) == [[True], [True]]  # TCP comms: the bytes were not copied
+        # TCP comms: the bytes were not copied; no message is measured for offloading, on either end
+        assert list(client.run(comm_modes).values()) == [[(True, False)], [(True, False)]]
+    assert [link.comm.allow_offload for link in links()] == [False, False]
 
 
 def test_launch_runs_user_kernels_on_the_worker_with_numpy_views(remote: Any) -> None:
