@@ -212,8 +212,8 @@ def test_observers_see_a_replay_as_one_launch_with_every_captured_access() -> No
     seen: list[Launch] = []
 
     class Seen(Observer):
-        def on_launch(self, launch: Launch) -> None:
-            seen.append(launch)
+        def on_launch(self, stream: Any, kernel: Any, args: Any, reads: Any, writes: Any, t_ns: int) -> None:
+            seen.append(Launch(stream, kernel, args, reads, writes))
 
     observer = Seen()
     instruments.add(observer)

@@ -32,7 +32,9 @@ class Recorder(Observer):
         self.launches: list[Launch] = []
         self.events: list[tuple[Any, ...]] = []
 
-    def on_launch(self, launch: Launch) -> None:
+    def on_launch(self, stream: Any, kernel: Any, args: Any, reads: Any, writes: Any, t_ns: int) -> None:
+        launch = Launch(stream, kernel, args, reads, writes)
+        launch.t_ns = t_ns
         self.launches.append(launch)
 
     def on_record(self, stream: Any, mark: Mark) -> None:
@@ -207,20 +209,19 @@ async def test_async_host_waits_are_seen_too(rec: Recorder) -> None:
 
 def test_an_observer_that_raises_refuses_the_launch_and_one_that_wraps_replaces_the_kernel() -> None:
     class Refuse(Observer):
-        def on_launch(self, launch: Launch) -> None:
+        def on_launch(self, stream: Any, kernel: Any, args: Any, reads: Any, writes: Any, t_ns: int) -> None:
             raise RuntimeError("refused")
 
     ran: list[str] = []
 
     class Wrap(Observer):
-        def on_launch(self, launch: Launch) -> None:
-            inner = launch.kernel
-
+        def on_launch(self, stream: Any, kernel: Any, args: Any, reads: Any, writes: Any,
+                      t_ns: int) -> tuple[Any, Any]:  # fmt: skip
             def wrapped(*args: Any) -> object:
                 ran.append("before")
-                return inner(*args)
+                return kernel(*args)
 
-            launch.kernel = wrapped
+            return wrapped, args
 
     refuse = Refuse()
     instruments.add(refuse)

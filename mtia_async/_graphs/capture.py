@@ -21,6 +21,7 @@ to the host, on any other stream, of memory a capture writes.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -294,12 +295,14 @@ class _HostCopyGuard(Observer):
             if not self.captures:
                 instruments.remove(self)
 
-    def on_launch(self, launch: Launch) -> None:
-        if launch.kernel is copy_kernel and type(launch.args[0]) is np.ndarray:
+    def on_launch(self, stream: StreamImpl, kernel: Any, args: tuple[Any, ...], reads: Sequence[Any],
+                  writes: Sequence[Any], t_ns: int) -> None:  # fmt: skip
+        if kernel is copy_kernel and type(args[0]) is np.ndarray:
             for capture in self.captures:
-                for a in launch.reads:
+                for a in reads:
                     if type(a) is DeviceArray and capture.writes_to(a):
-                        raise capture.forbidden(launch.stream, "to_host()/numpy() of memory the capture writes")
+                        raise capture.forbidden(stream, "to_host()/numpy() of memory the capture writes")
+        return None
 
 
 guard = _HostCopyGuard()

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import _forksafe as forksafe
-from .._core.instrument import Launch, Observer
+from .._core.instrument import Observer
 from .._exceptions import SanitizerWarning
 from .clocks import RING, Clocks
 from .report import Access, build_error
@@ -73,16 +73,14 @@ class Sanitizer(Observer):
             self.shadow = Shadow()
 
     # --- launches -----------------------------------------------------------------------
-    def on_launch(self, launch: Launch) -> None:
+    def on_launch(self, stream: StreamImpl, kernel: Any, args: tuple[Any, ...], reads: Sequence[Any],
+                  writes: Sequence[Any], t_ns: int) -> None:  # fmt: skip
         # The hot path, written for few bytecodes. A cell whose records are all of this
         # stream (``owner``) needs no check, and a base array's access covers its whole
         # cell: that common case skips the ranges. Record fields by index (shadow.py):
         # 0 start, 1 end, 2 layout, 3 stream serial, 4 epoch, 5 write.
-        writes = launch.writes
-        reads = launch.reads
         if not writes and not reads:
             return  # touches no device memory: nothing to check or record
-        stream = launch.stream
         if stream.closed is not None:
             return  # it runs nothing more (a failed device, a shutdown): the launch raises that
         with self.lock:
@@ -124,14 +122,13 @@ class Sanitizer(Observer):
                         todo += (a, cell, False)
             if not todo:
                 return
-            kernel = launch.kernel
             stack = capture(id(kernel.__code__) if type(kernel) is _FunctionType else id(type(kernel)))
-            label = kernel_label(kernel, launch.args)
+            label = kernel_label(kernel, args)
             if not simple:
-                self._general(launch, clock, todo, label, stack)
-                return
+                self._general(t_ns, clock, todo, label, stack)
+                return None
             epoch = clock.epoch = clock.epoch + 1
-            clock.times[epoch % RING] = launch.t_ns
+            clock.times[epoch % RING] = t_ns
             i = 0
             for a in todo[::3]:
                 cell = todo[i + 1]
@@ -144,7 +141,7 @@ class Sanitizer(Observer):
                                          a._shape, a._dtype))  # fmt: skip
                 i += 3
 
-    def _general(self, launch: Launch, clock: Any, todo: list[Any], label: Any, stack: Any) -> None:
+    def _general(self, t_ns: int, clock: Any, todo: list[Any], label: Any, stack: Any) -> None:
         """A launch touching views, or memory other streams touched: check every access, then record."""
         clocks = self.clocks
         ser, vc, host = clock.ser, clock.vc, clocks.host
@@ -166,7 +163,7 @@ class Sanitizer(Observer):
             if r[EPOCH] > vc.get(r[SER], 0):
                 vc[r[SER]] = r[EPOCH]  # reported once (see the module docstring)
         epoch = clock.epoch = clock.epoch + 1
-        clock.times[epoch % RING] = launch.t_ns
+        clock.times[epoch % RING] = t_ns
         for i in range(0, len(todo), 3):
             span = spans[i // 3]
             if span is None:
