@@ -15,10 +15,11 @@ generator (``make_weights``), so a client can check every answer against ``forwa
   client that cares about speed sends, since parsing 1,000 JSON numbers costs the
   event loop more than the model costs a worker. A malformed body gets a 400 with
   ``{"error": "..."}`` naming what is wrong.
-* ``GET /stats`` answers ``{"mode", "served", "heartbeat_gap_ms", "cpu_seconds"}``:
+* ``GET /stats`` answers ``{"mode", "served", "heartbeat_gap_ms", "cpu_seconds", "gc_frozen"}``:
   requests served, the longest gap between two wake-ups of a 1 ms heartbeat task on the
   service's event loop since the previous ``/stats`` (how long the loop was kept from
-  running), and the CPU time the server process has used.
+  running), the CPU time the server process has used, and the objects the collector no
+  longer scans (``gc.get_freeze_count()``, see below).
 * ``GET /health`` answers ``{"ok": true}``.
 
 With ``mode="mtia"`` the weights live in device memory; a request takes the next stream
@@ -26,6 +27,13 @@ of a pool (round robin), copies its input to the device, launches the forward pa
 kernel and awaits the copy of the result: the event loop never blocks, and the device's
 workers run the kernels. With ``mode="to_thread"`` a request runs ``forward`` in
 ``asyncio.to_thread`` (the default executor), as a service without mtia_async would.
+
+Both modes keep the event loop responsive under many connections the same way (see
+docs/service.md, "What the heartbeat gap is made of"): an admission gate lets at most
+``max_active`` (16) ``/predict`` requests in at once, the others waiting in arrival order
+before any work is done for them, so a loop turn never runs the callbacks of hundreds of
+requests; and ``main`` freezes the collector's view of the start-up objects
+(``gc.freeze()``), so a collection under load scans only what requests allocate.
 
 Run it: ``python -m mtia_async.bench.service_app --port 8000`` (``--help`` for options).
 """
@@ -35,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import itertools
 import json
 import os
@@ -57,6 +66,10 @@ IN, HIDDEN, OUT = 256, 1024, 16
 MAX_ROWS = 64
 BINARY = "application/octet-stream"
 MODES = ("mtia", "to_thread")
+# /predict requests in progress at once (the admission gate; see create_app): twice the
+# pool's 8 streams, so the gate binds only past the concurrency the device needs (at 16
+# connections a gate of 8 cost up to a quarter of the throughput; docs/service.md).
+MAX_ACTIVE = 16
 Mode = Literal["mtia", "to_thread"]
 F32 = npt.NDArray[np.float32]
 
@@ -172,22 +185,28 @@ class _Heartbeat:
         return worst / 1e6
 
 
-def create_app(mode: Mode = "mtia", streams: int = 8, seed: int = 0) -> Any:
-    """The Starlette application of the service.
+def create_app(mode: Mode = "mtia", streams: int = 8, seed: int = 0, max_active: int | None = MAX_ACTIVE) -> Any:
+    """The ASGI application of the service (Starlette, behind an admission gate).
 
     Args:
         mode: ``"mtia"`` (a pool of streams) or ``"to_thread"`` (``asyncio.to_thread``).
         streams: streams in the pool (mode ``"mtia"``), 1..256.
         seed: the weights' seed.
+        max_active: at most this many ``/predict`` requests are processed at once, 1..4096
+            (the others wait at the gate, in arrival order, before any work is done for
+            them); None: no limit.
 
     Raises:
-        ValueError: a bad ``mode`` or ``streams``.
+        ValueError: a bad ``mode``, ``streams`` or ``max_active``.
         ImportError: Starlette is not installed (``pip install 'mtia_async[service]'``).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be 'mtia' or 'to_thread', got {mode!r}")
     if isinstance(streams, bool) or not isinstance(streams, int) or not 1 <= streams <= 256:
         raise ValueError(f"streams must be an int in 1..256, got {streams!r}")
+    if max_active is not None and (isinstance(max_active, bool) or not isinstance(max_active, int)
+                                   or not 1 <= max_active <= 4096):
+        raise ValueError(f"max_active must be None or an int in 1..4096, got {max_active!r}")
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
@@ -214,7 +233,7 @@ def create_app(mode: Mode = "mtia", streams: int = 8, seed: int = 0) -> Any:
 
     async def stats(request: Request) -> Response:
         return JSONResponse({"mode": mode, "served": state["served"], "heartbeat_gap_ms": heartbeat.take(),
-                             "cpu_seconds": time.process_time()})
+                             "cpu_seconds": time.process_time(), "gc_frozen": gc.get_freeze_count()})
 
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True})
@@ -237,7 +256,31 @@ def create_app(mode: Mode = "mtia", streams: int = 8, seed: int = 0) -> Any:
         Route("/stats", stats, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan)
+    return app if max_active is None else _Gate(app, "/predict", max_active)
+
+
+class _Gate:
+    """ASGI admission control: at most ``limit`` requests to ``path`` are inside ``app`` at once.
+
+    A request over the limit waits here, in arrival order, before the app has done any
+    work for it (routing, reading the body, computing, answering), so one turn of the
+    event loop runs the callbacks of at most ``limit`` requests in progress however many
+    connections are open; uvicorn's ``limit_concurrency`` would answer 503 instead of
+    queueing. Other paths (``/stats``, ``/health``) pass at once.
+    """
+
+    def __init__(self, app: Any, path: str, limit: int) -> None:
+        self.app = app
+        self.path = path
+        self.slots = asyncio.Semaphore(limit)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == self.path:
+            async with self.slots:
+                await self.app(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -250,6 +293,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--blas-threads", type=int, default=None,
                         help="cap numpy's BLAS threads (mode mtia: configure(blas_threads=...); default: mtia_async "
                         "caps them to cores // workers, to_thread leaves them alone)")
+    parser.add_argument("--max-active", type=int, default=MAX_ACTIVE,
+                        help=f"/predict requests processed at once, the others wait in arrival order (default "
+                        f"{MAX_ACTIVE}; 0: no limit)")
+    parser.add_argument("--gc", choices=("freeze", "default"), default="freeze",
+                        help="freeze: after start-up, move every object alive to the collector's permanent "
+                        "generation (gc.freeze) so collections under load scan only request objects (default); "
+                        "default: leave the collector alone")
     parser.add_argument("--max-seconds", type=float, default=None, help="stop after this many seconds")
     parser.add_argument("--stop-on-stdin-eof", action="store_true",
                         help="stop when standard input closes (a parent process's handle on the server)")
@@ -258,10 +308,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve until interrupted (or ``--max-seconds``, or stdin's end); return the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not 0 <= args.max_active <= 4096:
+        parser.error(f"--max-active must be in 0..4096 (0: no limit), got {args.max_active}")
     import uvicorn
 
-    app = create_app(args.mode, args.streams)
+    app = create_app(args.mode, args.streams, max_active=args.max_active or None)
     if args.blas_threads is not None and args.mode == "mtia":
         mtia.configure(blas_threads=args.blas_threads)  # the runtime applies it while it lives
     elif args.blas_threads is not None:
@@ -294,14 +347,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         timer.daemon = True
         timer.start()
     host, port = sock.getsockname()[:2]
-    print(f"serving {args.mode} on http://{host}:{port}", flush=True)
     try:
-        asyncio.run(server.serve(sockets=[sock]))
+        asyncio.run(_serve(server, sock, args.gc == "freeze", f"serving {args.mode} on http://{host}:{port}"))
     except KeyboardInterrupt:
         pass
     finally:
         sock.close()
     return 0
+
+
+async def _serve(server: Any, sock: socket.socket, freeze: bool, banner: str) -> None:
+    """Run ``server`` on ``sock``; once it has started, gc.freeze() (with ``freeze``), then print ``banner``.
+
+    The banner (the URL) comes last: a client that waits for it finds the server ready
+    and the collector's policy in place.
+    """
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not serving.done():  # bounded: serve() starts or fails
+        await asyncio.sleep(0.005)
+    if server.started:
+        if freeze:
+            # Everything alive now (modules, the app, the weights, the runtime) lives as
+            # long as the server: out of the collector's sight, a collection under load
+            # scans only what the requests in flight allocated (see docs/service.md).
+            gc.collect()
+            gc.freeze()
+        print(banner, flush=True)
+    await serving
 
 
 def _has(module: str) -> bool:

@@ -1,15 +1,18 @@
 """Suite ``service``: the inference service (``service_app``) under HTTP load.
 
-Three servers run in their own processes on 127.0.0.1 (a free port each): the service
+Four servers run in their own processes on 127.0.0.1 (a free port each): the service
 computing on a pool of mtia_async streams; the same service computing with
-``asyncio.to_thread``; and that again with numpy's BLAS capped to one thread, as the
+``asyncio.to_thread``; that again with numpy's BLAS capped to one thread, as the
 runtime caps it for its workers (informational: it shows how much of the difference the
-cap is). An aiohttp client in this process drives each at 1, 16 and 256 concurrent
-keep-alive connections for a bounded time (1 s a run; 0.25 s under ``--quick``), the
-servers taking turns run by run; requests carry 8 input rows as raw float32. Figures per connection count:
-requests/s, p50 and p99 latency (ms, client side, per request), the longest gap of a
-1 ms heartbeat task on the server's event loop during the run, and errors (non-200
-answers, connection errors, timeouts: must be 0).
+cap is); and the mtia service without its admission gate and gc policy (informational:
+what they buy and cost). The first three run with the same server settings (the gate of
+``service_app.MAX_ACTIVE`` requests, ``gc.freeze()`` after start-up). An aiohttp client
+in this process drives each at 1, 16 and 256 concurrent keep-alive connections for a
+bounded time (1 s a run; 0.25 s under ``--quick``), the servers taking turns run by run;
+requests carry 4 input rows as raw float32. Figures per connection count: requests/s,
+p50 and p99 latency (ms, client side, per request), the longest gap of a 1 ms heartbeat
+task on the server's event loop during the run, and errors (non-200 answers, connection
+errors, timeouts: must be 0).
 
 Goals (issue 16): >= 1.2x the to_thread service's throughput at 16 and 256 connections,
 a p99 no higher than its p99, heartbeat gap <= 20 ms, no errors.
@@ -167,8 +170,10 @@ def _read_url(proc: subprocess.Popen[str], timeout: float, errors: IO[bytes]) ->
 
 #: The servers: name -> ``service_app`` options. ``to_thread`` is the baseline of the goals;
 #: ``capped`` is the same with numpy's BLAS capped to one thread (what the runtime does for
-#: its workers), to show how much of the difference that cap is.
-SERVERS = {"mtia": ("mtia",), "to_thread": ("to_thread",), "capped": ("to_thread", "--blas-threads", "1")}
+#: its workers), to show how much of the difference that cap is; ``ungated`` is the mtia
+#: service without the admission gate and the gc policy the other three run with.
+SERVERS = {"mtia": ("mtia",), "to_thread": ("to_thread",), "capped": ("to_thread", "--blas-threads", "1"),
+           "ungated": ("mtia", "--max-active", "0", "--gc", "default")}
 
 
 def run_service(ctx: Context) -> list[Row]:
@@ -197,6 +202,8 @@ async def _main(ctx: Context) -> list[Row]:
 
 
 def _rows(results: dict[tuple[str, int], list[LoadResult]], reps: int, seconds: float) -> list[Row]:
+    from .service_app import MAX_ACTIVE
+
     suite, rows = "service", []
     errors = sum(r.errors for runs in results.values() for r in runs)
     first_error = next((r.first_error for runs in results.values() for r in runs if r.first_error), "")
@@ -204,6 +211,7 @@ def _rows(results: dict[tuple[str, int], list[LoadResult]], reps: int, seconds: 
         ours = results[("mtia", conns)][-reps:]
         theirs = results[("to_thread", conns)][-reps:]
         capped = results[("capped", conns)][-reps:]
+        ungated = results[("ungated", conns)][-reps:]
         at = f"{conns} connection{'s' * (conns > 1)}"
 
         def figure(key: str, name: str, unit: str, get: Callable[[LoadResult], float], goal: Goal | None,
@@ -227,13 +235,18 @@ def _rows(results: dict[tuple[str, int], list[LoadResult]], reps: int, seconds: 
 
         rows += [
             figure("rps", "requests/s", "req/s", rps, _SPEEDUP if conns > 1 else None, "higher",
-                   note=f"{seconds:g} s runs, {ROWS} rows a request (binary); to_thread's numpy keeps its "
-                   "default BLAS threads" if conns == 1 else ""),
+                   note=f"{seconds:g} s runs, {ROWS} rows a request (binary); every server but 'ungated' "
+                   f"admits {MAX_ACTIVE} requests at once and freezes gc after start-up; to_thread's numpy keeps "
+                   "its default BLAS threads" if conns == 1 else ""),
             figure("rps_capped", "requests/s vs to_thread with BLAS capped", "req/s", rps, None, "higher",
                    base=capped, base_name="to_thread, 1 BLAS thread"),
             figure("p50", "p50 latency", "ms", p50, None),
             figure("p99", "p99 latency", "ms", p99, _P99),
             figure("heartbeat", "server loop's longest heartbeat gap", "ms", gap, _HEARTBEAT),
+            figure("rps_ungated", "requests/s vs mtia without gate and gc policy", "req/s", rps, None, "higher",
+                   base=ungated, base_name="mtia, no gate, gc default"),
+            figure("heartbeat_ungated", "heartbeat gap vs mtia without gate and gc policy", "ms", gap, None,
+                   base=ungated, base_name="mtia, no gate, gc default"),
         ]
     rows.append(Row("service.errors", suite, "errors, every server, every run", "count", samples=[float(errors)],
                     goal=_NO_ERRORS, note=first_error[:200]))
