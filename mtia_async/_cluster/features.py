@@ -2,11 +2,11 @@
 
 Both features enqueue a kernel whose arguments are the client's own objects:
 
-* the profiler wraps each kernel in ``_timed(kernel, args, rec)`` (``_timed_bound`` for
-  the launch runners), which stamps the kernel's start, end and thread into ``rec``,
-  a record the profiler keeps. On a remote stream the kernel itself travels, the
+* the profiler wraps each kernel in ``_timed(kernel, args, rec, done)`` (``_timed_bound``
+  for the launch runners), which notes the kernel's start, end and thread for the record
+  ``rec`` in the profiler's ring ``done``. On a remote stream the kernel itself travels, the
   worker times it (``session.timed``) and sends the times back with the kernel's thread;
-  the link fills ``rec`` (times converted to this process's clock), so the trace shows
+  the link notes them in ``done`` (times converted to this process's clock), so the trace shows
   the remote kernels on their devices' tracks, merged with the host's;
 * a graph replay enqueues ``graph_replay(exe, stream, per_replay)``, one item walking the
   captured calls. On a remote stream the replay is expanded into those calls, in
@@ -41,12 +41,12 @@ def enqueue_special(q: RemoteQueue, kernel: Callable[..., object], args: tuple[A
     """Enqueue a profiler-timed kernel or a graph replay on ``q``; False when ``kernel`` is neither."""
     name = kernel.__name__
     if name == "_timed":
-        inner, inner_args, rec = args
-        _timed(q, inner, inner_args, rec)
+        inner, inner_args, rec, done = args
+        _timed(q, inner, inner_args, rec, done)
         return True
     if name == "_timed_bound":
-        _user, inner, inner_args, rec = args
-        _timed(q, inner, inner_args, rec)
+        _user, inner, inner_args, rec, done = args
+        _timed(q, inner, inner_args, rec, done)
         return True
     if name == "graph_replay":
         _replay(q, kernel, *args)
@@ -54,13 +54,14 @@ def enqueue_special(q: RemoteQueue, kernel: Callable[..., object], args: tuple[A
     return False
 
 
-def _timed(q: RemoteQueue, kernel: Callable[..., object], args: tuple[Any, ...], rec: list[Any]) -> None:
+def _timed(q: RemoteQueue, kernel: Callable[..., object], args: tuple[Any, ...], rec: tuple[Any, ...],
+           done: Callable[[tuple[Any, ...]], None]) -> None:  # fmt: skip
     if kernel.__class__ is _FunctionType and kernel.__name__ == "graph_replay":
         _replay(q, kernel, *args)  # a replay under the profiler: its calls travel, untimed as one
         return
     blob, refs = dumps_launch(q.link, kernel, args)
     tid = next(_tids)
-    q.link.timings[tid] = rec
+    q.link.timings[tid] = (rec, done)
     q.append_item(("T", tid, blob), refs)
 
 

@@ -95,7 +95,8 @@ class Link:
         self.forgets: deque[int] = deque()
         self.xdone: deque[tuple[int, int, bytes]] = deque()
         self.reads: dict[int, list[np.ndarray[Any, Any]]] = {}  # read id -> the reader's box
-        self.timings: dict[int, list[Any]] = {}  # the profiler's records of kernels out on the worker
+        # the profiler's records of kernels out on the worker, with the ring their timings go to
+        self.timings: dict[int, tuple[tuple[Any, ...], Callable[[tuple[Any, ...]], None]]] = {}
         self.offset = 0  # add to the worker's perf_counter_ns() to get ours (0 on the same host)
         self._wake_pending = False
         # the I/O thread only
@@ -298,11 +299,11 @@ class Link:
                 self._failure(ev[1], ev[2], ev[3], ev[4], ev[5])
             elif kind == "bye":  # the worker is closing on purpose (its cluster is shutting down)
                 self.closing = True
-            elif kind == "t":  # a profiled kernel ran: fill the profiler's record
-                rec = self.timings.pop(ev[1], None)
-                if rec is not None:
-                    rec[5], rec[6], rec[9] = ev[2] + self.offset, ev[3] + self.offset, ev[6]
-                    rec[7] = (f"{ev[4]} @ {self.address}", ev[5])  # last: the record is complete
+            elif kind == "t":  # a profiled kernel ran: note it as the profiler's worker wrapper does
+                timing = self.timings.pop(ev[1], None)
+                if timing is not None:
+                    rec, done = timing
+                    done((rec, ev[2] + self.offset, ev[3] + self.offset, (f"{ev[4]} @ {self.address}", ev[5]), ev[6]))
 
     @staticmethod
     def _received(box: list[np.ndarray[Any, Any]], data: np.ndarray[Any, Any]) -> None:

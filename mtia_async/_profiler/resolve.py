@@ -34,9 +34,14 @@ class Resolved:
     dropped: bool
 
 
-def resolve(raw: Iterable[list[Any]], capacity: int) -> Resolved:
-    """Turn raw records into events (see ``recorder.py`` for the record layouts)."""
-    records = list(raw)  # one atomic copy: hooks may still append (kernels finishing)
+def resolve(raw: Iterable[tuple[Any, ...]], finished: Iterable[tuple[Any, ...]], capacity: int) -> Resolved:
+    """Turn raw records into events (see ``recorder.py`` for the record layouts).
+
+    ``finished``: the ring of finished kernels, ``(rec, start_ns, end_ns, worker, failure)``.
+    """
+    # Finished first: a kernel finishing between the two copies is then pending, not lost.
+    ran = {id(f[0]): f for f in list(finished)}  # one atomic copy each: hooks may still append
+    records = list(raw)
     mark_ids: dict[int, int] = {}
 
     def mark_no(mark: Any) -> int:
@@ -46,27 +51,27 @@ def resolve(raw: Iterable[list[Any]], capacity: int) -> Resolved:
     pending = 0
     launches: dict[tuple[int, int], list[tuple[int, int]]] = {}  # (device, stream) -> [(launch, end)]
     recorded: set[int] = set()
-    waits: list[list[Any]] = []
-    host_waits: list[list[Any]] = []
+    waits: list[tuple[Any, ...]] = []
+    host_waits: list[tuple[Any, ...]] = []
     for rec in records:
         kind = rec[0]
         if kind == KERNEL:
-            stream = rec[2]
-            key = (stream.device.index, stream.stream_id)
-            if not rec[7]:  # the worker has not finished it (or it never ran)
+            key = rec[2]
+            done = ran.get(id(rec))
+            if done is None:  # the worker has not finished it (or it never ran)
                 pending += 1
                 launches.setdefault(key, []).append((rec[3], -1))
                 continue
-            launches.setdefault(key, []).append((rec[3], rec[6]))
+            _, start, end, (worker, wid), failure = done
+            launches.setdefault(key, []).append((rec[3], end))
             thread, tid = rec[4]
-            worker, wid = rec[7]
             args: Mapping[str, Any] = NO_ARGS
-            if rec[8] or rec[9] is not None:
-                args = dict(rec[8] or ())
-                if rec[9] is not None:
-                    args["failed"] = rec[9]
+            if rec[5] or failure is not None:
+                args = dict(rec[5] or ())
+                if failure is not None:
+                    args["failed"] = failure
             events.append(ProfilerEvent(
-                "kernel", rec[1], rec[5], rec[6], thread, tid, key[0], key[1], rec[3], worker, wid, (), args))
+                "kernel", rec[1], start, end, thread, tid, key[0], key[1], rec[3], worker, wid, (), args))
         elif kind == RECORD:
             stream, mark = rec[1], rec[2]
             no = mark_no(mark)
