@@ -789,6 +789,29 @@ def test_bench_writes_a_trace_per_suite(tmp_path: Any) -> None:
 
 
 @pytest.mark.slow
+def test_kept_kernel_records_add_nothing_the_garbage_collector_walks() -> None:
+    """A long profile must not make every collection of the process longer: its kernel
+    records hold only numbers and strings, so the collector stops tracking them."""
+    s = mtia.Stream()
+
+    def kernel() -> None:
+        pass
+
+    with profile(max_events=50_000) as p:
+        for _ in range(200):  # warm: the streams' and the profile's own objects exist
+            s.launch(kernel)
+        s.synchronize()
+        gc.collect()
+        before = len(gc.get_objects())
+        for _ in range(20_000):
+            s.launch(kernel)
+        s.synchronize()
+        gc.collect()
+        grown = len(gc.get_objects()) - before
+    assert grown < 2_000, f"{grown} more objects tracked after 20,000 profiled kernels"
+    assert sum(e.kind == "kernel" for e in p.events()) == 20_200
+
+
 def test_the_bench_suite_measures_on_off_and_a_bounded_ring() -> None:
     from mtia_async.bench._harness import Context
     from mtia_async.bench.suites_profiler import run_profiler
