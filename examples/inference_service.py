@@ -32,7 +32,9 @@ Try it::
 
 Options: ``--mode to_thread`` (the same service computing with ``asyncio.to_thread``),
 ``--streams N``, ``--port 0`` (a free port; the URL is printed), ``--max-seconds S``,
-``--stop-on-stdin-eof``; ``--help`` lists them.
+``--stop-on-stdin-eof``, ``--max-active N`` (at most N requests computing at once, the
+others queue in arrival order; default 16), ``--gc default`` (keep Python's collector
+as is instead of freezing the start-up objects); ``--help`` lists them.
 """
 
 from __future__ import annotations

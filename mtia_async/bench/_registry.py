@@ -62,7 +62,7 @@ _ALL = (
     Suite("cluster", run_cluster, "devices on a Dask LocalCluster of 2 workers: launch, await, to_host, 2 vs 1", (25, 15),
           "cluster: MTIA_ASYNC_CLUSTER's cluster (bench --cluster ADDRESS), else a LocalCluster of 2 worker "
           "processes; docs/cluster.md."),
-    Suite("service", run_service, "HTTP inference service at 1/16/256 connections vs asyncio.to_thread", (100, 15),
+    Suite("service", run_service, "HTTP inference service at 1/16/256 connections vs asyncio.to_thread", (145, 20),
           "service: examples/inference_service.py on 127.0.0.1 under an aiohttp client; docs/service.md."),
 )
 
