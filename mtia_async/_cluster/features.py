@@ -5,7 +5,7 @@ Both features enqueue a kernel whose arguments are the client's own objects:
 * the profiler wraps each kernel in ``_timed(kernel, args, rec, done)`` (``_timed_bound``
   for the launch runners), which notes the kernel's start, end and thread for the record
   ``rec`` in the profiler's ring ``done``. On a remote stream the kernel itself travels, the
-  worker times it (``session.timed``) and sends the times back with the kernel's thread;
+  worker times it (``standins.timed``) and sends the times back with the kernel's thread;
   the link notes them in ``done`` (times converted to this process's clock), so the trace shows
   the remote kernels on their devices' tracks, merged with the host's;
 * a graph replay enqueues ``graph_replay(exe, stream, per_replay)``, one item walking the

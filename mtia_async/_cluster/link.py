@@ -19,7 +19,12 @@ accumulates while a write is in progress goes in the next one):
 
 Worker -> client: events in the order they happened on the worker: failure
 definitions (``f``), read data (``r``), marks reached (``m``: time, failures, and for a
-batch's last mark the batch it ends).
+batch's last mark the batch it ends), and, when the worker could not send a reply, the
+reason it ends the session (``x``: the link fails as for a dead worker).
+
+A read's box stays in ``reads`` until its bytes come, or until the batch that carried it
+is done without them (its copy failed on the worker: the caller's wait raises that
+``KernelError``); a read's bytes always come before the end of its batch.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import numpy as np
 
 from .._core.mark import Clear, Failure, Mark, WaitOn
 from .._log import emit
+from .device import ReadItem
 from .wire import handle_of
 
 if TYPE_CHECKING:
@@ -253,8 +259,8 @@ class Link:
             if fid is not None:
                 self.failures.pop(fid, None)
                 items.append(("C", fid))
-        else:  # ReadItem
-            refs.append(item.array)
+        else:  # ReadItem: kept (with its array) until its batch is done
+            refs.append(item)
             items.append(("R", item.rid, handle_of(item.array)))
 
     def _encode_wait(self, mark: Mark, items: list[Any]) -> None:
@@ -299,6 +305,9 @@ class Link:
                 self._failure(ev[1], ev[2], ev[3], ev[4], ev[5])
             elif kind == "bye":  # the worker is closing on purpose (its cluster is shutting down)
                 self.closing = True
+            elif kind == "x":  # the worker could not send a reply: it ends the session, whose state is lost
+                why = f"its Dask worker {self.address} could not send a reply and ended the session ({ev[1]})"
+                self.fail(why, RemoteError(ev[1]))
             elif kind == "t":  # a profiled kernel ran: note it as the profiler's worker wrapper does
                 timing = self.timings.pop(ev[1], None)
                 if timing is not None:
@@ -356,8 +365,13 @@ class Link:
     def _batch_done(self, q: RemoteQueue, seq: int) -> None:
         q.done = seq
         inflight = q.inflight
+        reads = self.reads
         while inflight and inflight[0][0] <= seq:
-            inflight.popleft()  # drops the arrays it kept alive: their memory may be freed now
+            refs = inflight.popleft()[1]  # drops the arrays it kept alive: their memory may be freed now
+            if reads:  # a read of the batch whose bytes did not come never will (its copy failed)
+                for ref in refs:
+                    if ref.__class__ is ReadItem:
+                        reads.pop(ref.rid, None)
         if q.done == q.seq:
             self.open.pop(q.key, None)
             self._maybe_release(q)

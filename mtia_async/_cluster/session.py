@@ -21,7 +21,13 @@ translates:
   note (or, when it does not pickle, a ``RemoteError`` carrying the text), and
   reported locally when the client reports them (``("C", fid)``);
 * segment memory is a ``uint8`` numpy array per segment uid; releases, forgotten
-  kernels and acknowledged marks wait until the batches sent before them arrived.
+  kernels and acknowledged marks wait until the batches sent before them arrived; a
+  segment the host could not allocate fails each launch or copy to the host that uses
+  it as a kernel failure (``KernelError`` on the client), never the session;
+* a reply that cannot be sent (it does not serialise) ends the session: what it held is
+  lost, so the client is told why (``("x", reason)``) and fails the devices as for a dead
+  worker; the error is logged here (``cluster_reply_failed``). The session also ends,
+  logged, if its writer stops for any other reason: it never stops replying silently.
 
 Threads: frames are applied on the Dask worker's event loop; kernels run on the local
 devices' worker threads, which post replies (``post``: a deque append and, at most once
@@ -34,7 +40,6 @@ import asyncio
 import os
 import threading
 import time
-import traceback
 from collections import deque
 from typing import Any
 
@@ -47,7 +52,8 @@ from .._core.mark import Failure, Mark, safe_str
 from .._core.runtime import Runtime
 from .._core.stream import StreamImpl
 from .._log import emit
-from .link import pickle_failures, unpickle_failures
+from .link import unpickle_failures
+from .standins import copy_to_host, exception_blob, kernel_did_not_unpickle, timed
 from .wire import dtype_of, loads
 
 __all__ = ["SESSIONS", "WorkerSession"]
@@ -56,28 +62,6 @@ SESSIONS: dict[tuple[str, str], WorkerSession] = {}
 """The live sessions of this worker process, by (session key, worker address)."""
 
 _new_obj = object.__new__
-
-
-def kernel_did_not_unpickle(exc: BaseException) -> None:
-    """Stands in for a kernel that could not be unpickled on the worker."""
-    raise exc
-
-
-def timed(kernel: Any, args: tuple[Any, ...], post: Any, tid: int) -> Any:
-    """A kernel the client's profiler times: its start, end and thread are posted back."""
-    start = time.perf_counter_ns()
-    error = None
-    try:
-        return kernel(*args)
-    except BaseException as exc:
-        error = f"{type(exc).__name__}: {safe_str(exc)}"
-        raise
-    finally:
-        thread = threading.current_thread()
-        post(("t", tid, start, time.perf_counter_ns(), thread.name, thread.native_id, error))
-
-
-timed.binds_kernel = True  # type: ignore[attr-defined]  # a failure names args[0], the kernel
 
 
 def _worker_array(dev: Any, view: np.ndarray[Any, Any] | None, shape: tuple[int, ...], dtype: np.dtype[Any],
@@ -159,6 +143,7 @@ class WorkerSession:
         self.served = 0  # bytes of device memory other workers fetched from this session (to(device))
         self._wake_pending = False
         self.writing = False
+        self._ending: asyncio.Future[Any] | None = None  # the session ends: replies can no longer be sent
         self.event = asyncio.Event()
         # Reads send device memory uncopied through a comm's tornado stream (TCP, TLS), which says
         # when the bytes left; another comm (an in-process one hands over the object) gets a copy.
@@ -167,6 +152,7 @@ class WorkerSession:
     # --- lifetime (the worker's event loop) ------------------------------------------------------
     async def run(self) -> None:
         writer = asyncio.create_task(self._writer())
+        writer.add_done_callback(self._writer_ended)
         try:
             await self.comm.write({"ok": True, "pid": os.getpid()})
             while True:
@@ -195,6 +181,23 @@ class WorkerSession:
     def nbytes(self) -> int:
         return sum(seg.nbytes for seg in self.segs.values())
 
+    def _writer_ended(self, task: asyncio.Task[None]) -> None:
+        """The writer stopped: unless the session is ending anyway, end it, telling the client why."""
+        if task.cancelled() or self.comm.closed() or self._ending is not None:
+            return
+        exc = task.exception()  # not a reply that failed to serialise (the writer ends those itself): a bug
+        why = "its reply writer stopped" + (f": {type(exc).__name__}: {safe_str(exc)}" if exc is not None else "")
+        self._ending = asyncio.ensure_future(self._end(why))
+
+    async def _end(self, why: str) -> None:
+        """Replies can no longer be sent: log why, tell the client (``("x", why)``), and end the session."""
+        emit("error", "cluster_reply_failed", error=why, key=self.key)
+        try:  # plain strings: this one serialises
+            await asyncio.wait_for(self.comm.write({"e": [("x", why)]}), 5.0)
+        except Exception:
+            pass  # the comm is broken too: the client sees it close
+        self.comm.abort()  # run() ends, and close() frees everything
+
     async def _writer(self) -> None:
         while True:
             await self.event.wait()
@@ -211,6 +214,14 @@ class WorkerSession:
             try:
                 if events:
                     await self.comm.write({"e": events})
+            except Exception as exc:
+                if self.comm.closed():
+                    return  # the client went away: run() ends the session
+                # The events of this message are gone (marks reached, reads' bytes, failures): the client
+                # cannot tell which waits they concerned, so the session ends as a dead worker's would.
+                self._ending = asyncio.current_task()
+                await self._end(f"a reply failed to serialise: {type(exc).__name__}: {safe_str(exc)}")
+                return
             finally:
                 self.writing = False
                 if sent:
@@ -267,11 +278,11 @@ class WorkerSession:
                 self.kernels[kid] = cloudpickle.loads(blob)
             except BaseException as exc:
                 self.kernels[kid] = exc
-        for _dev, uid, size in frame.get("res", ()):
+        for dev, uid, size in frame.get("res", ()):
             try:
                 self.segs[uid] = np.empty(size, dtype=np.uint8)
-            except MemoryError:
-                pass  # a kernel using it fails, naming the segment
+            except MemoryError as exc:  # each launch or copy to the host using it fails, naming the segment
+                emit("error", "cluster_segment_not_backed", device=dev, segment=uid, size=size, error=safe_str(exc))
         for xid, t_ns, blob in frame.get("xd", ()):
             self._ext_done(xid, t_ns, blob)
         for dev, sid, prio, seq, items in frame.get("b", ()):
@@ -342,8 +353,14 @@ class WorkerSession:
                 if failure is not None:
                     failure.report()
             else:  # "R": a copy to the host; the stream goes on once its bytes are on the wire
+                try:
+                    view = self.resolve(item[2])
+                except BaseException as exc:  # its segment is not backed: this copy fails, as a kernel
+                    exc.add_note("(raised while finding the array to copy to the host on the Dask worker)")
+                    ls.launch(copy_to_host, (exc,))
+                    continue
                 sent = Mark(self.ext_stream)
-                ls.launch(self._read_kernel, (item[1], self.resolve(item[2]), sent))
+                ls.launch(self._read_kernel, (item[1], view, sent))
                 ls.wait_mark(sent)
         if not items or items[-1][0] != "M":
             self._watch(ls.record_event(), None, [key[0], key[1], seq])
@@ -401,7 +418,7 @@ class WorkerSession:
                     fid = self.fid_of[id(failure)] = self._next_fid
                     self.failures[fid] = failure
                     key = self.keys.get(id(failure.stream), (-1, -1))
-                    self.post(("f", fid, key[0], key[1], failure.kernel, _exception_blob(failure)))
+                    self.post(("f", fid, key[0], key[1], failure.kernel, exception_blob(failure)))
                 fids.append(fid)
         return fids
 
@@ -474,21 +491,3 @@ class WorkerSession:
         view = np.ndarray(tuple(shape), dtype_of(code), seg, offset, None if strides is None else tuple(strides))
         self.served += view.nbytes
         return np.ascontiguousarray(view)
-
-
-def _exception_blob(failure: Failure) -> bytes:
-    """The failure's exception pickled, with the worker's traceback attached as a note."""
-    exc = failure.exc
-    if isinstance(exc, ValueError) and "read-only" in str(exc):
-        exc.add_note(
-            "On a cluster device, a host numpy array passed to launch is copied to the worker at the launch and "
-            "is read-only there (a write to it could never reach the caller): write into DeviceArrays and read "
-            "them back with to_host()/numpy()"
-        )
-    try:
-        if not any("Traceback on the Dask worker" in n for n in getattr(exc, "__notes__", ())):
-            text = "".join(traceback.format_exception(exc))
-            exc.add_note(f"Traceback on the Dask worker (pid {os.getpid()}):\n{text}")
-    except Exception:
-        pass  # an exception that refuses notes still travels, without its traceback
-    return pickle_failures((failure,))
