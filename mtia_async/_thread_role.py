@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
-from typing import Literal
+from typing import Any, Literal
 
-__all__ = ["blocking_refused", "flags", "in_worker_thread", "mark_worker_thread", "running_async_library"]
+__all__ = ["blocking_refused", "flags", "in_worker_thread", "mark_worker_thread", "may_block", "running_async_library"]
 
 
 class _Flags(threading.local):
@@ -35,10 +35,7 @@ def in_worker_thread() -> bool:
     return flags.worker
 
 
-def _in_trio_task() -> bool:
-    trio = sys.modules.get("trio")
-    if trio is None:
-        return False
+def _in_trio_task(trio: Any) -> bool:
     try:
         return bool(trio.lowlevel.in_trio_task())
     except AttributeError:  # pragma: no cover - trio < 0.23
@@ -51,11 +48,20 @@ def _in_trio_task() -> bool:
 
 def running_async_library() -> Literal["trio", "asyncio"] | None:
     """The async library running the calling task: trio first (also in guest mode on asyncio)."""
-    if _in_trio_task():
+    trio = sys.modules.get("trio")  # not imported: no trio task (the common case, one dict lookup)
+    if trio is not None and _in_trio_task(trio):
         return "trio"
     if asyncio._get_running_loop() is not None:
         return "asyncio"
     return None
+
+
+def may_block() -> bool:
+    """True where a blocking wait is allowed: :func:`blocking_refused` would give no reason.
+
+    The check every blocking call makes first (~0.2 us: no message is built unless refused).
+    """
+    return not flags.worker and running_async_library() is None
 
 
 def blocking_refused(what: str) -> str | None:

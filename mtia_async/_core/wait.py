@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from .._exceptions import KernelError, fresh_copy
-from .._thread_role import blocking_refused, flags, running_async_library
+from .._thread_role import blocking_refused, flags, may_block, running_async_library
 from .instrument import instruments
 from .mark import Failure, Mark, block_on
 
@@ -184,14 +184,14 @@ def check_may_block(what: str) -> None:
     Args:
         what: the blocking call, for the message (e.g. ``"Stream.synchronize()"``).
     """
-    reason = blocking_refused(f"mtia_async.sync {what}")
-    if reason is not None:
-        raise RuntimeError(reason)
+    if not may_block():
+        raise RuntimeError(blocking_refused(f"mtia_async.sync {what}"))
 
 
 def wait_mark_blocking(mark: Mark | None, what: str) -> None:
     """Block the calling thread until ``mark`` (None: nothing) is done; raise its failures."""
-    check_may_block(what)
+    if not may_block():
+        check_may_block(what)  # raises, naming why
     if mark is not None:
         if instruments.active:
             started = _perf_ns()

@@ -31,7 +31,7 @@ from collections import deque
 from functools import partial
 
 from .. import _forksafe as forksafe
-from .._thread_role import blocking_refused
+from .._thread_role import may_block
 from .._thread_role import flags as _thread_flags
 from .blocks import (
     ALLOC,
@@ -195,7 +195,7 @@ class CachingAllocator(GraphPools):
         trio task (the loop would stall); there the error says what is pending instead.
         """
         markers: list[Marker] = []
-        may_wait = blocking_refused("an allocation") is None
+        may_wait = may_block()
         if may_wait:
             with self._lock:
                 markers = [m for chunk in self._pending if chunk.markers for m in chunk.markers]
