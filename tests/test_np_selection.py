@@ -66,6 +66,20 @@ def test_where_scalars_are_weak_and_converted_as_numpy() -> None:
     same(np.where(a > 0, a, 0), np.array([[1, 0], [3, 0]], np.float32))
 
 
+def test_where_reads_any_condition_as_nonzero() -> None:
+    # the kernel writes y, then x where the condition is nonzero: a non-bool condition is converted there
+    x, y = np.arange(4, dtype=np.float32), np.full(4, -1.0, np.float32)
+    for cond in [np.array([0, 1j, 2, 0]), np.array([np.nan, 0.0, -0.0, 3.0]), np.array([0, 7, 255, 0], np.uint8)]:
+        compare(lambda: np.where(device(cond), device(x), device(y)), lambda: np.where(cond, x, y))
+    for c in [5, 0, 0.0, True, np.float32(np.nan)]:
+        compare(lambda: np.where(c, device(x), device(y)), lambda: np.where(c, x, y))
+    compare(lambda: np.where(device(np.array([True, False, True, False])), 2, device(y)),
+            lambda: np.where(np.array([True, False, True, False]), 2, y))
+    big = np.arange(5000, dtype=np.float32)  # past the kernel's two-copy size: numpy's where, then a copy
+    for cond in [big % 3 == 0, (big % 5).astype(np.int16), big % 7 - 3.5]:
+        compare(lambda: np.where(device(cond), device(big), -1), lambda: np.where(cond, big, -1))
+
+
 def test_where_with_one_argument_is_nonzero() -> None:
     x = np.array([[0, 3, 0], [4, 0, 5]])
     try:

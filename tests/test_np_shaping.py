@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _support.numpy_diff import compare, examples, same
+from _support.numpy_diff import compare, device, examples, same
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -189,6 +189,17 @@ def joinable(draw: Any, same_shape: bool = False) -> tuple[list[Any], list[Any],
     if all(not isinstance(d, mtia.DeviceArray) for d in devs):
         devs[0] = mtia.asarray(hosts[0])
     return hosts, devs, axis
+
+
+def test_stack_along_every_axis_of_views_matches_numpy() -> None:
+    # the kernel runs numpy's stack steps itself (a new axis on each view, then concatenate)
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    for layout in ("plain", "strided", "transposed"):  # the same values, other strides
+        for axis in range(-3, 3):
+            compare(lambda: np.stack([device(x, layout), device(x + 1, layout)], axis),
+                    lambda: np.stack([x, x + 1], axis))  # fmt: skip
+    z2, z3 = np.array(2, np.float32), np.array(3, np.float32)  # 0-d inputs
+    compare(lambda: np.stack([device(z2), device(z3)], -1), lambda: np.stack([z2, z3], -1))
 
 
 @SETTINGS

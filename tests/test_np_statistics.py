@@ -81,6 +81,23 @@ def test_median_matches_numpy(case: tuple[Any, Any], layout: str, keepdims: bool
     compare(lambda: fn(device(a, layout), axis=axis, keepdims=keepdims), lambda: fn(a, axis=axis, keepdims=keepdims))
 
 
+@pytest.mark.parametrize("dtype", [np.bool_, np.int8, np.uint16, np.int64, np.float16, np.float32, np.float64])
+def test_median_of_the_whole_array_is_exactly_numpys(dtype: Any) -> None:
+    # axis=None has its own kernel (numpy's _median without its Python layers): bit-equal to numpy's
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 3, 16, 17):
+        x = (rng.random(n) * 200 - 100).astype(dtype)
+        numpy_diff.compare(lambda: np.median(device(x)), lambda: np.median(x))
+    x = (rng.random((6, 5)) * 100).astype(dtype)
+    numpy_diff.compare(lambda: np.median(device(x, "strided")), lambda: np.median(x))
+    numpy_diff.compare(lambda: np.median(device(x, "transposed")), lambda: np.median(x.T))
+    if np.dtype(dtype).kind == "f":
+        for special in ([1.0, np.nan, 2.0], [np.inf, -np.inf], [np.inf, np.inf, 1.0, 2.0], [np.nan]):
+            y = np.array(special, dtype)
+            with np.errstate(invalid="ignore"):
+                numpy_diff.compare(lambda: np.median(device(y)), lambda: np.median(y))
+
+
 def test_median_out_overwrite_input_and_nan() -> None:
     x = np.array([[3.0, np.nan, 1.0], [4.0, 2.0, 6.0]])
     a = mtia.asarray(x)

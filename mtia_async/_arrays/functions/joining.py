@@ -77,13 +77,20 @@ def _resolve(f: Any, pre: Any, shapes: tuple[Any, ...], dtypes: tuple[Any, ...],
     return shape, check_dtype(dt)
 
 
+_STACK = np.stack
+
+
 @with_function
 def _join_kernel(fn: Any, out: Any, arrays: tuple[DeviceArray, ...], pre: Any, axis: Any) -> None:
     """``fn(arrays, axis, out=out)`` (``concatenate`` or ``stack``), each input seen through ``pre`` first."""
     vs = [as_view(x) for x in arrays]
+    o = as_view(out)
     if pre is not None:
         vs = [pre[0](v) for v in vs]
-    fn(vs, axis=axis, out=as_view(out), casting="unsafe")  # the casting was checked at the call
+    elif fn is _STACK:  # numpy's stack is Python: its own steps (a new axis on each input, then concatenate),
+        sl = (slice(None),) * normalize_axis_index(axis, o.ndim) + (None,)  # checked on the caller
+        vs, fn = [v[sl] for v in vs], np.concatenate
+    fn(vs, axis=axis, out=o, casting="unsafe")  # the casting was checked at the call
 
 
 def _join(name: str, f: Any, arrays: Any, axis: Any, out: Any = None, dtype: Any = None,

@@ -40,6 +40,7 @@ __all__ = ["array_arg", "clip", "compress", "put", "take", "take_along_axis", "w
 _NOT_GIVEN: Any = object()
 _NO_VALUE: Any = np._NoValue  # numpy's "argument not given"
 _INTP = np.dtype(np.intp)
+_BOOL = np.dtype(np.bool_)
 _EMPTY = (0,)  # the shape of the dummies numpy resolves dtypes on
 _umath: Any = np._core.umath  # type: ignore[attr-defined]
 
@@ -70,7 +71,26 @@ def _where_meta(c: Any, x: Any, y: Any) -> tuple[tuple[int, ...], np.dtype[Any]]
 
 @with_function
 def _where_kernel(fn: Any, c: Any, x: Any, y: Any, out: Any) -> None:
-    np.copyto(as_view(out), fn(as_view(c), as_view(x), as_view(y)))  # numpy's where has no out=
+    """``fn`` (np.where; it has no ``out=``) into the output.
+
+    Small outputs: ``y`` everywhere, then ``x`` where ``c`` (two copies, no temporary: a
+    16-element where costs ~1.4 us rather than ~3.8 us). Large ones: numpy's where, then a
+    copy (a masked copy of a random mask is slower than where's own loop at 1M elements).
+    The casts are np.where's own: both operands to the result dtype, scalars as numpy
+    converts them (``np.asarray``, then an unsafe cast: ``where(c, i8, 1000)`` wraps).
+    """
+    o = as_view(out)
+    if o.size > _WHERE_MASKED:
+        np.copyto(o, fn(as_view(c), as_view(x), as_view(y)))
+        return
+    cond, xv, yv = as_view(c), as_view(x), as_view(y)
+    if type(cond) is not np.ndarray or cond.dtype != _BOOL:  # np.where reads any condition as nonzero
+        cond = _umath.not_equal(cond, 0)
+    np.copyto(o, yv if type(yv) is np.ndarray else np.asarray(yv), casting="unsafe")
+    np.copyto(o, xv if type(xv) is np.ndarray else np.asarray(xv), casting="unsafe", where=cond)
+
+
+_WHERE_MASKED = 4096  # elements: up to this size the where kernel is two copies (dispatch-bound, not memory-bound)
 
 
 @implements(np.where)
