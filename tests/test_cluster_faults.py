@@ -145,8 +145,11 @@ def test_a_reply_that_does_not_serialise_fails_the_device_naming_the_cause(remot
     assert link.failed is not None and link.reads == {}
     with pytest.raises(mtia.DeviceFailedError):  # every later wait too, at once
         _bounded(x.numpy)
-    other.launch(np.negative, mtia.ones(3, device=1))
+    y = mtia.ones(3, device=1)  # filled on mtia:1's current stream: ``other`` waits for it
+    other.wait_stream(mtia.current_stream(1))
+    other.launch(np.negative, y, out=y)
     _bounded(other.synchronize)  # the other worker's device keeps working
+    np.testing.assert_array_equal(_bounded(y.numpy), -np.ones(3, np.float32))
     assert link.conn.key not in sessions(remote)[link.address], "the ended session kept its memory"
 
 
@@ -167,3 +170,23 @@ def test_a_session_writer_that_stops_for_another_reason_ends_the_session(remote:
         _bounded(x.numpy)
     assert link.failed is not None and link.reads == {}
     assert link.conn.key not in sessions(remote)[link.address], "the ended session kept its memory"
+
+
+def _fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def test_every_failure_reaches_the_client_after_earlier_ones_were_reported() -> None:
+    """Regression: the worker numbered failures by ``id()``; once a reported failure was
+    gone, a new one at the same address got its old number, which the client had
+    forgotten: the failure was dropped and the wait returned as if the kernel had run
+    (a copy to the host returned an uninitialised buffer)."""
+    s = mtia.Stream(0)
+    x = mtia.arange(4, device=0)
+    s.wait_stream(mtia.current_stream(0))
+    for i in range(40):
+        s.launch(_fail, f"failure {i}")
+        with pytest.raises(mtia.KernelError, match=f"ValueError: failure {i}$"):
+            _bounded(s.synchronize)
+    _bounded(s.synchronize)  # every one was reported: nothing is left to raise
+    np.testing.assert_array_equal(_bounded(x.numpy), np.arange(4))

@@ -134,7 +134,6 @@ class WorkerSession:
         self.placeholders: dict[int, Mark] = {}
         self.ext: dict[int, Any] = {}  # xid -> a waiting Mark, or (t_ns, failures) when done first
         self.failures: dict[int, Failure] = {}
-        self.fid_of: dict[int, int] = {}
         self._fid_lock = threading.Lock()
         self._next_fid = 0
         self.gated: list[Any] = []
@@ -412,10 +411,10 @@ class WorkerSession:
         fids = []
         with self._fid_lock:
             for failure in failures:
-                fid = self.fid_of.get(id(failure))
+                fid = failure.wire_id
                 if fid is None:
                     self._next_fid += 1
-                    fid = self.fid_of[id(failure)] = self._next_fid
+                    fid = failure.wire_id = self._next_fid
                     self.failures[fid] = failure
                     key = self.keys.get(id(failure.stream), (-1, -1))
                     self.post(("f", fid, key[0], key[1], failure.kernel, exception_blob(failure)))

@@ -47,13 +47,16 @@ class Failure:
     runtime): waits raise ``exc`` as is.
     """
 
-    __slots__ = ("stream", "exc", "kernel", "reported")
+    __slots__ = ("stream", "exc", "kernel", "reported", "wire_id")
 
     def __init__(self, stream: StreamImpl, exc: BaseException, kernel: str | None) -> None:
         self.stream = stream
         self.exc = exc
         self.kernel = kernel
         self.reported = False
+        # The number a cluster session's client knows this failure by (``_cluster/session.py``),
+        # kept on the failure itself: an ``id()`` is reused once the failure is gone.
+        self.wire_id: int | None = None
 
     def message(self) -> str:
         s = self.stream
