@@ -155,6 +155,23 @@ class _SlowTokenPausingAfter(_SlowToken):
     pause_after = True
 
 
+def _event_behind_a_slow_return(s: Any, token: type[_SlowToken]) -> Any:
+    """Record an event behind a held kernel, make the stream's next token return slow, release."""
+    gate = threading.Event()
+    s.launch(gate.wait, 5)
+    e = s.record_event()
+    impl = s._impl
+    impl.token = token(impl.token)
+    gate.set()
+    return e
+
+
+def _poll_until_done(e: Any) -> None:
+    deadline = time.monotonic() + 5
+    while not e.query():
+        assert time.monotonic() < deadline, "the event never completed"
+
+
 @pytest.mark.parametrize("waited", [False, True], ids=["polled", "woken"])
 def test_an_event_seen_done_on_the_streams_last_item_means_the_stream_is_idle(waited: bool) -> None:
     """Seeing the last event done, woken or by polling its query(), implies s.query().
@@ -164,18 +181,11 @@ def test_an_event_seen_done_on_the_streams_last_item_means_the_stream_is_idle(wa
     """
     s = mtia_sync.Stream()
     for _ in range(5):
-        gate = threading.Event()
-        s.launch(gate.wait, 5)
-        e = s.record_event()
-        impl = s._impl  # type: ignore[attr-defined]
-        impl.token = _SlowToken(impl.token)
-        gate.set()
+        e = _event_behind_a_slow_return(s, _SlowToken)
         if waited:
             e.synchronize()
         else:
-            deadline = time.monotonic() + 5
-            while not e.query():
-                assert time.monotonic() < deadline, "the event never completed"
+            _poll_until_done(e)
         assert s.query()
         s.synchronize()
 
@@ -184,18 +194,11 @@ def test_events_of_one_stream_complete_in_order_when_another_worker_takes_the_st
     """A launch racing the return of the token hands the stream to another worker; its
     later event never completes before the earlier one."""
     s = mtia_sync.Stream()
-    impl = s._impl  # type: ignore[attr-defined]
     for _ in range(5):
-        gate = threading.Event()
-        s.launch(gate.wait, 5)
-        e1 = s.record_event()
-        impl.token = _SlowTokenPausingAfter(impl.token)
-        gate.set()
+        e1 = _event_behind_a_slow_return(s, _SlowTokenPausingAfter)
         time.sleep(0.005)  # the worker is returning the token (20 ms)
         e2 = s.record_event()
-        deadline = time.monotonic() + 5
-        while not e2.query():
-            assert time.monotonic() < deadline, "the event never completed"
+        _poll_until_done(e2)
         assert e1.query()
         s.synchronize()
 

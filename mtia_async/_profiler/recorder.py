@@ -14,7 +14,7 @@ kernels (``done``: its ``append``). ``_timed`` binds its first argument
 arguments itself (a launch runner), ``_timed_bound`` carries the user's kernel first.
 
 A kernel's records hold only numbers and strings (the stream is named by its ``(device,
-stream id)`` key, the streams themselves are kept once in ``streams``), so the garbage
+stream id)`` key, the streams themselves are kept once in ``keys``), so the garbage
 collector stops tracking them at its first look: a profile holding 200,000 of them
 costs its collections nothing (a list per record cost ~3,200 instructions per kernel in
 collections, a quarter of the profiler's cost).
