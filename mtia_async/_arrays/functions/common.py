@@ -43,6 +43,7 @@ __all__ = [
     "NO_KW",
     "VOID",
     "Shape",
+    "CALLS",
     "assign_kernel",
     "device",
     "device_arrays",
@@ -62,6 +63,7 @@ __all__ = [
     "output",
     "placed",
     "remember",
+    "remember_call",
     "result_dtype",
     "shape_of",
     "stand_in",
@@ -341,6 +343,21 @@ def assign_kernel(fn: Any, args: tuple[Any, ...], kw: dict[str, Any], z: Any) ->
 
 # --- cached resolutions ---------------------------------------------------------------------------
 _RESOLVED: dict[Any, Any] = {}
+
+CALLS: dict[Any, Any] = {}
+"""Whole calls seen before (the numpy functions' fast paths; ``remember_call`` fills it).
+
+Key: the function and everything its result depends on (each DeviceArray operand's dtype
+and shape, each other argument's value with its type); value: what the call resolved to
+(the output's shape and dtype, and whatever the kernel needs). A call found here skips
+the argument handling and numpy's validation, allocates and enqueues at once; only a
+call that went through the full path once, without error, is stored.
+"""
+
+
+def remember_call(key: Any, value: Any) -> None:
+    """Store a validated call's resolution in ``CALLS`` (bounded as every cache here)."""
+    cache_put(CALLS, key, value)
 
 
 def remember(key: Any, compute: Callable[[], Any]) -> Any:

@@ -41,6 +41,7 @@ from ..array import SCALARS, DeviceArray, as_view, new_array
 from ..checks import check_index, two_devices
 from ..transfer import scalar_source, fill_kernel
 from .common import ghost, stand_in, views, with_function
+from .selection import _out_of_bounds
 from .sized import Plan, blocking, device_array, read_value
 
 __all__ = ["fill", "getitem", "index_plan", "item", "read", "read_kernel", "take_kernel", "write", "write_kernel"]
@@ -210,6 +211,17 @@ _ALL = slice(None)
 
 def read(a: DeviceArray, index: Any) -> DeviceArray:
     """``a[index]`` for an advanced index: a new array, one kernel (a DeviceArray mask: sized, blocks)."""
+    if type(index) is np.ndarray and index.dtype.kind in "iu" and index.ndim and a._shape:
+        # one host integer array (np.take's form on axis 0): checked and enqueued at once
+        n = a._shape[0]
+        idx = index.copy()  # a snapshot: the caller may change its array before the kernel runs
+        if not idx.size or n and not _out_of_bounds(idx, n):  # else numpy's IndexError, below
+            dev = a._dev
+            s = stream_of(dev)
+            out = new_array(dev, idx.shape + a._shape[1:], a._dtype, s, True)
+            if out._view is not None:
+                s.launch(take_kernel, (np.take, out._view, a, idx, 0), (a,), (out,))
+            return out
     shape_index, kernel_index, arrays, masks, advanced, elements = _parse(a, index)
     if masks:
         return blocking(_masked_plan(a, shape_index, kernel_index, advanced))  # type: ignore[no-any-return]

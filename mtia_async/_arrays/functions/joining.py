@@ -26,7 +26,7 @@ from ..._core.context import stream_of
 from ..array import DeviceArray, as_view, new_array
 from ..checks import check_dtype, two_devices
 from ..transfer import from_host
-from .common import assign_kernel, ghost, remember, target, with_function
+from .common import CALLS, assign_kernel, ghost, remember, remember_call, target, with_function
 from .registry import implements, unsupported
 
 __all__ = ["concatenate", "stack"]
@@ -142,15 +142,70 @@ def _join(name: str, f: Any, arrays: Any, axis: Any, out: Any = None, dtype: Any
     return result
 
 
+_CONCATENATE = np.concatenate
+
+
+@with_function
+def fast_join_kernel(fn: Any, z: np.ndarray[Any, Any], arrays: tuple[DeviceArray, ...], sl: Any, axis: Any) -> None:
+    """``np.concatenate`` (``fn``) or ``np.stack`` of DeviceArrays into the new output's view ``z``; for a stack,
+    each input seen with a new axis (``sl``) first, as numpy's stack does (the casting was checked at the call)."""
+    vs = [v if (v := x._view) is not None else x._np() for x in arrays]
+    if sl is not None:
+        vs = [v[sl] for v in vs]
+    _CONCATENATE(vs, axis, z, casting="unsafe")
+
+
+def _fast_join(f: Any, arrays: Any, axis: Any, out: Any, dtype: Any, casting: Any) -> Any:
+    """``f(arrays, axis)`` (concatenate, stack) of DeviceArrays of one device seen before (CALLS): allocate and
+    enqueue; else its key (the full path stores the call under it) or None (not a call this path takes)."""
+    if out is not None or dtype is not None or casting != "same_kind" or not (axis is None or type(axis) is int):
+        return None
+    if type(arrays) is not list and type(arrays) is not tuple or not arrays:
+        return None
+    first = arrays[0]
+    if type(first) is not DeviceArray:
+        return None
+    key = [f, axis]
+    dev = first._dev
+    for x in arrays:
+        if type(x) is not DeviceArray or x._dev is not dev:
+            return None
+        key.append(x._shape)
+        key.append(x._dtype)
+    k = tuple(key)
+    hit = CALLS.get(k)
+    if hit is None:
+        return k
+    s = stream_of(dev)
+    result = new_array(dev, hit[0], hit[1], s, True)
+    if result._view is not None:
+        ins = tuple(arrays)
+        s.launch(fast_join_kernel, (f, result._view, ins, hit[2], axis), ins, (result,))
+    return result
+
+
 @implements(np.concatenate)
 def concatenate(arrays: Any, axis: Any = 0, out: Any = None, *, dtype: Any = None,
                 casting: Any = "same_kind") -> DeviceArray:  # fmt: skip
-    return _join("concatenate", np.concatenate, arrays, axis, out, dtype, casting)
+    fast = _fast_join(np.concatenate, arrays, axis, out, dtype, casting)
+    if type(fast) is DeviceArray:
+        return fast
+    result = _join("concatenate", np.concatenate, arrays, axis, out, dtype, casting)
+    if fast is not None:
+        remember_call(fast, (result._shape, result._dtype, None))
+    return result
 
 
 @implements(np.stack)
 def stack(arrays: Any, axis: Any = 0, out: Any = None, *, dtype: Any = None, casting: Any = "same_kind") -> DeviceArray:
-    return _join("stack", np.stack, _sequence(arrays), axis, out, dtype, casting)
+    fast = _fast_join(np.stack, arrays, axis, out, dtype, casting)
+    if type(fast) is DeviceArray:
+        return fast
+    result = _join("stack", np.stack, _sequence(arrays), axis, out, dtype, casting)
+    if fast is not None:
+        sl = (slice(None),) * normalize_axis_index(axis, result.ndim) + (None,)
+        remember_call(fast, (result._shape, result._dtype, sl))
+    return result
 
 
 @implements(np.vstack)

@@ -19,9 +19,11 @@ from numpy._core.einsumfunc import _parse_einsum_input  # type: ignore[attr-defi
 from numpy._core.multiarray import c_einsum  # what np.einsum calls
 from numpy.lib.array_utils import normalize_axis_tuple
 
-from ..array import DeviceArray, as_view
+from ..._core.context import stream_of
+from ..array import DeviceArray, as_view, new_array
 from ..checks import fmt_shape
 from .common import (
+    CALLS,
     NO_KW,
     Shape,
     assign_kernel,
@@ -37,6 +39,7 @@ from .common import (
     output,
     placed,
     remember,
+    remember_call,
     result_dtype,
     shape_of,
     with_function,
@@ -68,10 +71,30 @@ def _dot_resolve(x: Any, y: Any) -> tuple[Shape, np.dtype[Any]]:
     return shape, result_dtype(np.dot(dummy(x, sx), dummy(y, sy)))
 
 
+@with_function
+def pair_kernel(fn: Any, a: DeviceArray, b: DeviceArray, z: np.ndarray[Any, Any]) -> None:
+    """``fn(a, b, z)`` (np.dot) into the new output's view ``z``."""
+    x, y = a._view, b._view
+    fn(x if x is not None else a._np(), y if y is not None else b._np(), z)
+
+
 @implements(np.dot)
 def dot(a: Any, b: Any, out: Any = None) -> DeviceArray:
+    fast = out is None and type(a) is DeviceArray and type(b) is DeviceArray and a._dev is b._dev
+    if fast:  # a call seen before (CALLS): allocate and enqueue
+        key = (np.dot, a._dtype, a._shape, b._dtype, b._shape)
+        hit = CALLS.get(key)
+        if hit is not None:
+            dev = a._dev
+            s = stream_of(dev)
+            o = new_array(dev, hit[0], hit[1], s, True)
+            if o._view is not None:
+                s.launch(pair_kernel, (np.dot, a, b, o._view), (a, b), (o,))
+            return o
     dev, (x, y) = operands((a, b), out, "dot")
     shape, dt = remember(("dot", key_of(x), shape_of(x), key_of(y), shape_of(y)), lambda: _dot_resolve(x, y))
+    if fast:
+        remember_call(key, (shape, dt))
     o = output(out, shape, dt, dev, "dot")
     if out is not None and (o._dtype != dt or not o._np().flags.c_contiguous):  # numpy.dot's rule
         raise ValueError(
@@ -261,9 +284,30 @@ def einsum_kernel(fn: Any, args: tuple[Any, ...], kw: dict[str, Any], z: Any) ->
         fn(*[as_view(x) for x in args], out=as_view(z), **kw)
 
 
+@with_function
+def einsum2_kernel(fn: Any, subscripts: str, a: DeviceArray, b: DeviceArray, z: np.ndarray[Any, Any]) -> None:
+    """numpy's C einsum of two operands with the default keywords (as ``np.einsum`` calls it) into ``z``."""
+    x, y = a._view, b._view
+    c_einsum(subscripts, x if x is not None else a._np(), y if y is not None else b._np(), out=z)
+
+
 @implements(np.einsum)
 def einsum(*operands_: Any, out: Any = None, dtype: Any = None, order: str = "K", casting: str = "safe",
            optimize: Any = False) -> DeviceArray:  # fmt: skip
+    fast = out is None and dtype is None and optimize is False and order == "K" and casting == "safe" \
+        and len(operands_) == 3 and type(operands_[0]) is str  # fmt: skip
+    if fast:  # two operands, numpy's default keywords: a call seen before (CALLS) allocates and enqueues
+        p, q = operands_[1], operands_[2]
+        if type(p) is DeviceArray and type(q) is DeviceArray and p._dev is q._dev:
+            hit = CALLS.get((np.einsum, operands_[0], p._dtype, p._shape, q._dtype, q._shape))
+            if hit is not None:
+                s = stream_of(p._dev)
+                o = new_array(p._dev, hit[0], hit[1], s, True)
+                if o._view is not None:
+                    s.launch(einsum2_kernel, (np.einsum, operands_[0], p, q, o._view), (p, q), (o,))
+                return o
+        else:
+            fast = False
     if len(operands_) < 2 or type(operands_[0]) is not str:
         if operands_ and type(operands_[0]) is not str:
             raise unsupported("einsum", "the interleaved operand/sublist form; pass the subscripts as a string")
@@ -288,6 +332,8 @@ def einsum(*operands_: Any, out: Any = None, dtype: Any = None, order: str = "K"
     key = ("einsum", subscripts, out_dt, dtype, order, casting, opt,
            *[(x._dtype, x._shape) if type(x) is DeviceArray else (key_of(x), shape_of(x)) for x in ops])  # fmt: skip
     view, shape, dt = remember(key, resolve)
+    if fast and not view:
+        remember_call((np.einsum, subscripts, ops[0]._dtype, ops[0]._shape, ops[1]._dtype, ops[1]._shape), (shape, dt))
     if view:  # as numpy: a view of the operand's memory (metadata only, nothing computed)
         a: DeviceArray = ops[0]
         return a._derive(np.einsum(subscripts, a._np(), **kw))

@@ -24,15 +24,15 @@ import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
 from ..._core.context import stream_of
-from ..array import SCALARS, DeviceArray, as_view
+from ..array import SCALARS, DeviceArray, as_view, new_array
 from ..caches import int_key, value_key
 from ..checks import check_dtype
 from ..dispatch import array_ufunc
 from ..operands import shape_of
 from ..shapes import broadcast
 from ..transfer import from_host
-from .common import assign_kernel, device_arrays, device_of, dummy, fresh, ghost, on_device, out_kernel, remember
-from .common import stand_in, target, with_function
+from .common import CALLS, assign_kernel, device_arrays, device_of, dummy, fresh, ghost, on_device, out_kernel
+from .common import remember, remember_call, stand_in, target, with_function
 from .registry import implements, unsupported
 
 __all__ = ["array_arg", "clip", "compress", "put", "take", "take_along_axis", "where"]
@@ -95,6 +95,21 @@ _WHERE_MASKED = 4096  # elements: up to this size the where kernel is two copies
 
 @implements(np.where)
 def where(condition: Any, x: Any = _NOT_GIVEN, y: Any = _NOT_GIVEN) -> Any:
+    if type(condition) is DeviceArray and type(x) is DeviceArray and type(y) is DeviceArray:
+        d = condition._dev
+        if x._dev is d and y._dev is d:  # three arrays of one device: the call seen before (CALLS)?
+            key = (np.where, condition._dtype, condition._shape, x._dtype, x._shape, y._dtype, y._shape)
+            hit = CALLS.get(key)
+            if hit is None:
+                shape, dt = remember(("where", _key(condition), _key(x), _key(y)), lambda: _where_meta(condition, x, y))
+                remember_call(key, (shape, dt))
+            else:
+                shape, dt = hit
+            s = stream_of(d)
+            out = new_array(d, shape, dt, s, True)
+            if out._view is not None:
+                s.launch(_where_kernel, (np.where, condition, x, y, out._view), (condition, x, y), (out,))
+            return out
     if x is _NOT_GIVEN or y is _NOT_GIVEN:
         if x is not y:
             raise ValueError("either both or neither of x and y should be given")
@@ -126,6 +141,33 @@ def _ufunc_kernel(uf: Any, ins: tuple[Any, ...], out: Any) -> None:
 @implements(np.clip)
 def clip(a: Any, a_min: Any = _NO_VALUE, a_max: Any = _NO_VALUE, out: Any = None, *, min: Any = _NO_VALUE,
          max: Any = _NO_VALUE, **kwargs: Any) -> Any:  # fmt: skip
+    if type(a) is DeviceArray and out is None and not kwargs and min is _NO_VALUE and max is _NO_VALUE:
+        t_min, t_max = type(a_min), type(a_max)
+        if t_min in _BOUNDS and t_max in _BOUNDS:  # scalar bounds: the call seen before (CALLS)?
+            # an int bound by value (whether it is beyond the dtype's range decides the ufunc), others by type
+            key = (np.clip, a._dtype, a._shape, a_min if t_min is int else t_min, a_max if t_max is int else t_max)
+            hit = CALLS.get(key)
+            if hit is not None:
+                uf, shape, dt, lo, hi = hit
+                dev = a._dev
+                s = stream_of(dev)
+                result = new_array(dev, shape, dt, s, True)
+                if result._view is not None:
+                    args = (uf, a, a_min if lo else None, a_max if hi else None, result._view)
+                    s.launch(_clip_kernel, args, (a,), (result,))
+                return result
+            result = _clip(a, a_min, a_max, None, _NO_VALUE, _NO_VALUE, kwargs)
+            lo, hi = a_min is not None, a_max is not None
+            if a._dtype.kind in "iu":  # as below: an int bound beyond the dtype's range is no bound
+                lo = lo and not (t_min is int and a_min <= np.iinfo(a._dtype).min)
+                hi = hi and not (t_max is int and a_max >= np.iinfo(a._dtype).max)
+            remember_call(key, (_CLIP_UFUNCS[(lo, hi)], result._shape, result._dtype, lo, hi))
+            return result
+    return _clip(a, a_min, a_max, out, min, max, kwargs)
+
+
+def _clip(a: Any, a_min: Any, a_max: Any, out: Any, min: Any, max: Any, kwargs: dict[str, Any]) -> Any:
+    """numpy's clip, the full path."""
     # numpy's argument rules (numpy/_core/fromnumeric.py clip), then its _methods._clip
     if a_min is _NO_VALUE and a_max is _NO_VALUE:
         a_min = None if min is _NO_VALUE else min
@@ -165,6 +207,28 @@ def clip(a: Any, a_min: Any = _NO_VALUE, a_max: Any = _NO_VALUE, out: Any = None
     if z is not None:
         stream_of(a._dev).launch(_ufunc_kernel, (uf, ins, z), device_arrays(ins), (result,))
     return result
+
+
+_BOUNDS = frozenset((int, float, bool, complex, type(None)))  # the clip bounds the fast path takes
+_CLIP_UFUNCS = {(False, False): _umath.positive, (False, True): _umath.minimum, (True, False): _umath.maximum,
+                (True, True): _umath.clip}  # fmt: skip
+
+
+@with_function
+def _clip_kernel(uf: Any, a: DeviceArray, lo: Any, hi: Any, z: np.ndarray[Any, Any]) -> None:
+    """numpy's clip of ``a`` (``uf``: clip, or minimum / maximum / positive when a bound is None) into ``z``."""
+    x = a._view
+    if x is None:
+        x = a._np()
+    if lo is None:
+        if hi is None:
+            uf(x, out=z)
+        else:
+            uf(x, hi, out=z)
+    elif hi is None:
+        uf(x, lo, out=z)
+    else:
+        uf(x, lo, hi, out=z)
 
 
 def _fast_key(ins: tuple[Any, ...], dev: Any) -> Any:
@@ -209,6 +273,33 @@ def _take_kernel(fn: Any, a: DeviceArray, idx: Any, axis: Any, mode: Any, out: A
 
 @implements(np.take)
 def take(a: Any, indices: Any, axis: Any = None, out: Any = None, mode: Any = "raise") -> Any:
+    if type(indices) is np.ndarray and type(a) is DeviceArray and out is None and (axis is None or type(axis) is int):
+        # host indices: a call seen before (CALLS) checks the bounds and enqueues
+        key: Any = (np.take, a._dtype, a._shape, indices.dtype, indices.shape, axis, type(mode), mode)
+        try:
+            hit = CALLS.get(key)
+        except TypeError:  # an unhashable mode: numpy's error on the full path
+            hit, key = None, None
+        if hit is not None:
+            shape, n = hit
+            idx = np.array(indices, dtype=_INTP)  # a private copy, converted as numpy converts it
+            if not idx.size or n and (mode == "wrap" or mode == "clip" or not _out_of_bounds(idx, n)):
+                dev = a._dev
+                s = stream_of(dev)
+                result = new_array(dev, shape, a._dtype, s, True)
+                if result._view is not None:  # in bounds: "wrap" takes the same elements, unbuffered
+                    args = (np.take, a, idx, axis, "wrap" if mode == "raise" else mode, result._view)
+                    s.launch(_take_kernel, args, (a,), (result,))
+                return result
+        result = _take(a, indices, axis, out, mode)
+        if key is not None:
+            remember_call(key, (result._shape, a.size if axis is None else a._shape[normalize_axis_index(axis, a.ndim)]))
+        return result
+    return _take(a, indices, axis, out, mode)
+
+
+def _take(a: Any, indices: Any, axis: Any, out: Any, mode: Any) -> Any:
+    """numpy's take, the full path."""
     if type(a) is not DeviceArray:
         a = array_arg(a, device_of((a, indices, out)), "take")
     _out_arg(out, "take")

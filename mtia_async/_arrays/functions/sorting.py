@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
-from ..array import DeviceArray, as_view
+from ..._core.context import stream_of
+from ..array import DeviceArray, as_view, new_array
 from .common import (
+    CALLS,
     NO_KW,
     Shape,
     assign_kernel,
@@ -35,6 +37,7 @@ from .common import (
     output,
     placed,
     remember,
+    remember_call,
     shape_of,
     with_function,
 )
@@ -153,10 +156,38 @@ def kth_arg(kth: Any, kths: list[int]) -> Any:
     return kths[0] if type(kth) is int or np.ndim(kth) == 0 else kths
 
 
+@with_function
+def sort_kernel(fn: Any, a: DeviceArray, axis: Any, kind: Any, z: np.ndarray[Any, Any]) -> None:
+    """``np.sort(a, axis, kind)`` (``fn``) as ``copy_sort`` runs it, into the new output's view ``z``."""
+    x = a._view
+    if x is None:
+        x = a._np()
+    if axis is None:
+        x, axis = x.reshape(-1), -1
+    np.copyto(z, x)
+    z.sort(axis, kind)
+
+
 @implements(np.sort)
 def sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *, stable: Any = None) -> DeviceArray:
+    fast = type(a) is DeviceArray and order is None and stable is None and (axis is None or type(axis) is int)
+    if fast:  # a call seen before (CALLS): allocate and enqueue
+        key = (np.sort, a._dtype, a._shape, axis, type(kind), kind)
+        try:
+            shape = CALLS.get(key)
+        except TypeError:  # an unhashable kind: numpy's error on the full path
+            shape, fast = None, False
+        if shape is not None:
+            dev = a._dev
+            s = stream_of(dev)
+            o = new_array(dev, shape, a._dtype, s, True)
+            if o._view is not None:
+                s.launch(sort_kernel, (np.sort, a, axis, kind, o._view), (a,), (o,))
+            return o
     kw = {"axis": axis, "kind": kind, "order": order, "stable": stable}
     dev, x, shape, _ = _sort_like(np.sort, "sort", a, kw)
+    if fast:
+        remember_call(key, shape)
     o = output(None, shape, x.dtype, dev, "sort")
     (x,), reads = placed((x,), dev, "sort")
     return enqueue(dev, copy_sort, np.sort, (np.ndarray.sort, x, ()), kw, o, reads)
@@ -237,14 +268,42 @@ def _scan(fn: Any, method: Any, name: str, a: Any, axis: Any, dtype: Any, out: A
     return enqueue(dev, into_kernel, method, (x, axis, dtype), NO_KW, o, reads, out)
 
 
+@with_function
+def scan_kernel(fn: Any, a: DeviceArray, axis: Any, dtype: Any, z: np.ndarray[Any, Any]) -> None:
+    """``fn(a, axis, dtype, z)`` (ndarray.cumsum, .cumprod) into the new output's view ``z``."""
+    x = a._view
+    fn(x if x is not None else a._np(), axis, dtype, z)
+
+
+def _fast_scan(fn: Any, method: Any, name: str, a: Any, axis: Any, dtype: Any, out: Any) -> DeviceArray:
+    """``_scan``, for a call seen before (CALLS) at once: allocate and enqueue."""
+    if out is None and type(a) is DeviceArray and (axis is None or type(axis) is int):
+        key = (fn, a._dtype, a._shape, axis, type(dtype), dtype)
+        try:
+            hit = CALLS.get(key)
+        except TypeError:  # an unhashable dtype= (numpy's error on the full path)
+            return _scan(fn, method, name, a, axis, dtype, out)
+        if hit is None:
+            o = _scan(fn, method, name, a, axis, dtype, out)
+            remember_call(key, (o._shape, o._dtype))
+            return o
+        dev = a._dev
+        s = stream_of(dev)
+        o = new_array(dev, hit[0], hit[1], s, True)
+        if o._view is not None:
+            s.launch(scan_kernel, (method, a, axis, dtype, o._view), (a,), (o,))
+        return o
+    return _scan(fn, method, name, a, axis, dtype, out)
+
+
 @implements(np.cumsum)
 def cumsum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> DeviceArray:
-    return _scan(np.cumsum, np.ndarray.cumsum, "cumsum", a, axis, dtype, out)
+    return _fast_scan(np.cumsum, np.ndarray.cumsum, "cumsum", a, axis, dtype, out)
 
 
 @implements(np.cumprod)
 def cumprod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> DeviceArray:
-    return _scan(np.cumprod, np.ndarray.cumprod, "cumprod", a, axis, dtype, out)
+    return _fast_scan(np.cumprod, np.ndarray.cumprod, "cumprod", a, axis, dtype, out)
 
 
 # --- diff --------------------------------------------------------------------------------------------------

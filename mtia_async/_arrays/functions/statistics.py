@@ -23,10 +23,10 @@ import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
 
 from ..._core.context import stream_of
-from ..array import DeviceArray, as_view
+from ..array import DeviceArray, as_view, new_array
 from ..checks import check_dtype
 from ..shapes import pattern, reduced
-from .common import device_of, fresh, remember, target, with_function
+from .common import CALLS, device_of, fresh, remember, remember_call, target, with_function
 from .registry import implements, unsupported
 from .selection import array_arg
 
@@ -89,7 +89,7 @@ def _median(fn: Any, a: Any, axis: Any, out: Any, overwrite_input: Any, keepdims
     result, z = _stat_target(out, shape, dt, a, name)
     if result.size and fn is np.median and axis is None and out is None and not overwrite_input and a.size \
             and a._dtype.type in _MEAN_DTYPES and (keepdims is False or keepdims is _NO_VALUE):  # fmt: skip
-        stream_of(a._dev).launch(_median_kernel, (fn, a, a.size, z), (a,), (result,))
+        stream_of(a._dev).launch(_median_kernel, (fn, a, a.size, _kth(a), z), (a,), (result,))
     elif result.size:
         kw = {"axis": axis, "overwrite_input": overwrite_input}
         if keepdims is not _NO_VALUE:
@@ -106,27 +106,56 @@ _MEAN_DTYPES: dict[Any, Any] = {
 } | {np.float16: np.dtype(np.float32), np.float32: None, np.float64: None}
 
 
+def _kth(a: DeviceArray) -> np.ndarray[Any, Any]:
+    """Where the median kernel partitions a flat copy of ``a``: the middle one or two, and -1 for floats
+    (numpy's NaN check), as an intp array (a list would be converted in every kernel)."""
+    n = a.size
+    h = n // 2
+    kth = np.array(([h] if n % 2 else [h - 1, h]) + ([-1] if a._dtype.kind == "f" else []), np.intp)
+    kth.flags.writeable = False
+    return kth
+
+
 @with_function
-def _median_kernel(fn: Any, a: DeviceArray, n: int, out: Any) -> None:
+def _median_kernel(fn: Any, a: DeviceArray, n: int, kth: np.ndarray[Any, Any], out: Any) -> None:
     """``np.median(a)`` (``fn``; ``axis=None``, no ``out=``) as numpy's ``_median`` computes it, without its
     Python layers (``_ureduce``, ``np.mean``: ~30 us of a 16-element median): partition a flat copy at the
-    middle (and at -1 for floats: the NaN check), then the mean's sum and division of the middle one or two."""
+    middle (and at -1 for floats: the NaN check), then the mean of the middle one or two.
+
+    For float32 and float64, the mean is numpy's in scalar arithmetic of the dtype: its sum starts at
+    0.0 (so -0.0 + -0.0 is 0.0, as numpy's add.reduce gives) and halving is exact before the one
+    rounding numpy's division by the count makes; other dtypes take np.mean's own two calls."""
     x = as_view(a)
-    floats = x.dtype.kind == "f"
-    h = n // 2
-    kth = [h] if n % 2 else [h - 1, h]
     part = x.flatten()
-    part.partition(kth + [-1] if floats else kth)
+    part.partition(kth)
     z = as_view(out)
-    middle = part[h : h + 1] if n % 2 else part[h - 1 : h + 1]
-    np.add.reduce(middle, 0, _MEAN_DTYPES[x.dtype.type], z)
-    np.true_divide(z, np.intp(len(middle)), out=z, casting="unsafe")
-    if floats and np.isnan(part[-1]):  # numpy's _median_nancheck
+    h = n // 2
+    mean_dt = _MEAN_DTYPES[x.dtype.type]
+    if mean_dt is None:
+        z[()] = part[h] + 0.0 if n % 2 else (part[h - 1] + part[h] + 0.0) * 0.5
+    else:
+        middle = part[h : h + 1] if n % 2 else part[h - 1 : h + 1]
+        np.add.reduce(middle, 0, mean_dt, z)
+        np.true_divide(z, np.intp(len(middle)), out=z, casting="unsafe")
+    if x.dtype.kind == "f" and part[-1] != part[-1]:  # numpy's _median_nancheck
         z[()] = part[-1]
 
 
 @implements(np.median)
 def median(a: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False, keepdims: bool = False) -> Any:
+    if axis is None and out is None and type(a) is DeviceArray and overwrite_input is False and keepdims is False:
+        key = (np.median, a._dtype, a._shape)  # the whole array's median, seen before (CALLS)?
+        hit = CALLS.get(key)
+        if hit is not None:
+            dev = a._dev
+            s = stream_of(dev)
+            result = new_array(dev, (), hit[0], s, True)
+            s.launch(_median_kernel, (np.median, a, a.size, hit[1], result._view), (a,), (result,))
+            return result
+        result = _median(np.median, a, axis, out, overwrite_input, keepdims)
+        if a.size and a._dtype.type in _MEAN_DTYPES:  # the kernel above is _median's for these
+            remember_call(key, (result._dtype, _kth(a)))
+        return result
     return _median(np.median, a, axis, out, overwrite_input, keepdims)
 
 
