@@ -80,6 +80,28 @@ def test_where_reads_any_condition_as_nonzero() -> None:
         compare(lambda: np.where(device(cond), device(big), -1), lambda: np.where(cond, big, -1))
 
 
+@examples(12)
+@given(dtype=st.sampled_from(DTYPES + [np.complex128, np.uint64]), layout=layouts, data=st.data())
+def test_large_where_selects_numpys_very_bits(dtype: Any, layout: str, data: st.DataObject) -> None:
+    # past the two-copy size, operands of the result's dtype are selected as bits (y ^ ((x ^ y) & -c)) in
+    # steps of 65,536 elements: NaN payloads, signed zeros and broadcast operands as np.where copies them
+    rows = data.draw(st.sampled_from([70_000, 1_000, 3]))
+    shape = (rows, 50_000 // rows + 2)
+    rng = np.random.default_rng(data.draw(st.integers(0, 99)))
+    width = np.dtype(dtype).itemsize
+    raw = rng.integers(0, 256, (2, shape[0], shape[1] * width), dtype=np.uint8)  # random bits: NaN payloads too
+    x, y = (np.ascontiguousarray(r).view(dtype) for r in raw)
+    if np.dtype(dtype) == np.bool_:
+        x, y = x != 0, y != 0
+    cond_shape = data.draw(st.sampled_from([shape, (shape[0], 1), (shape[1],)]))
+    cond = rng.random(cond_shape) < data.draw(st.sampled_from([0.5, 0.0, 1.0]))
+    y_arg = y[:1] if data.draw(st.booleans()) else y  # a broadcast operand
+    got = np.where(device(cond, layout), device(x, layout), device(y_arg, layout)).numpy()
+    expected = np.where(cond, x, y_arg)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    assert got.tobytes() == expected.tobytes()
+
+
 def test_where_with_one_argument_is_nonzero() -> None:
     x = np.array([[0, 3, 0], [4, 0, 5]])
     try:

@@ -192,7 +192,7 @@ def take_kernel(fn: Any, out: np.ndarray[Any, Any], x: DeviceArray, indices: np.
     For host indices only: they were checked at the call, so ``wrap`` takes the very
     elements ``x[..., indices]`` takes (numpy buffers ``out=`` in ``raise`` mode).
     """
-    fn(x._np(), indices, axis=axis, out=out, mode="wrap")
+    x._np().take(indices, axis, out, "wrap")  # fn: numpy.take, which calls this method
 
 
 def _take_axis(index: tuple[Any, ...]) -> int:

@@ -142,17 +142,28 @@ def _join(name: str, f: Any, arrays: Any, axis: Any, out: Any = None, dtype: Any
     return result
 
 
-_CONCATENATE = np.concatenate
-
-
 @with_function
-def fast_join_kernel(fn: Any, z: np.ndarray[Any, Any], arrays: tuple[DeviceArray, ...], sl: Any, axis: Any) -> None:
-    """``np.concatenate`` (``fn``) or ``np.stack`` of DeviceArrays into the new output's view ``z``; for a stack,
-    each input seen with a new axis (``sl``) first, as numpy's stack does (the casting was checked at the call)."""
-    vs = [v if (v := x._view) is not None else x._np() for x in arrays]
-    if sl is not None:
-        vs = [v[sl] for v in vs]
-    _CONCATENATE(vs, axis, z, casting="unsafe")
+def parts_kernel(fn: Any, z: np.ndarray[Any, Any], arrays: tuple[DeviceArray, ...], parts: Any) -> None:
+    """``np.concatenate`` (``fn``) or ``np.stack`` of DeviceArrays into the new output's view ``z``: each input
+    assigned to its part of ``z`` (``parts``: an index per input), as numpy's join copies them (the result
+    dtype is the inputs' promoted one: the casts were checked at the call, their values do not depend on it)."""
+    for x, part in zip(arrays, parts):
+        v = x._view
+        z[part] = v if v is not None else x._np()
+
+
+def _parts(f: Any, shape: tuple[int, ...], arrays: Any, axis: int) -> tuple[tuple[Any, ...], ...]:
+    """Where each input of ``f(arrays, axis)`` goes in a result of ``shape`` (an index of each)."""
+    ax = normalize_axis_index(axis, len(shape))
+    head = (slice(None),) * ax
+    if f is np.stack:
+        return tuple(head + (i,) for i in range(len(arrays)))
+    parts, start = [], 0
+    for x in arrays:
+        stop = start + x._shape[ax]
+        parts.append(head + (slice(start, stop),))
+        start = stop
+    return tuple(parts)
 
 
 def _fast_join(f: Any, arrays: Any, axis: Any, out: Any, dtype: Any, casting: Any) -> Any:
@@ -180,7 +191,10 @@ def _fast_join(f: Any, arrays: Any, axis: Any, out: Any, dtype: Any, casting: An
     result = new_array(dev, hit[0], hit[1], s, True)
     if result._view is not None:
         ins = tuple(arrays)
-        s.launch(fast_join_kernel, (f, result._view, ins, hit[2], axis), ins, (result,))
+        if hit[2] is None:  # axis=None: numpy's concatenate of the flattened inputs
+            s.launch(_join_kernel, (f, result._view, ins, None, axis), ins, (result,))
+        else:
+            s.launch(parts_kernel, (f, result._view, ins, hit[2]), ins, (result,))
     return result
 
 
@@ -192,7 +206,8 @@ def concatenate(arrays: Any, axis: Any = 0, out: Any = None, *, dtype: Any = Non
         return fast
     result = _join("concatenate", np.concatenate, arrays, axis, out, dtype, casting)
     if fast is not None:
-        remember_call(fast, (result._shape, result._dtype, None))
+        parts = None if axis is None else _parts(np.concatenate, result._shape, arrays, axis)
+        remember_call(fast, (result._shape, result._dtype, parts))
     return result
 
 
@@ -203,8 +218,7 @@ def stack(arrays: Any, axis: Any = 0, out: Any = None, *, dtype: Any = None, cas
         return fast
     result = _join("stack", np.stack, _sequence(arrays), axis, out, dtype, casting)
     if fast is not None:
-        sl = (slice(None),) * normalize_axis_index(axis, result.ndim) + (None,)
-        remember_call(fast, (result._shape, result._dtype, sl))
+        remember_call(fast, (result._shape, result._dtype, _parts(np.stack, result._shape, arrays, axis)))
     return result
 
 

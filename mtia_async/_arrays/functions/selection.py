@@ -74,20 +74,53 @@ def _where_kernel(fn: Any, c: Any, x: Any, y: Any, out: Any) -> None:
     """``fn`` (np.where; it has no ``out=``) into the output.
 
     Small outputs: ``y`` everywhere, then ``x`` where ``c`` (two copies, no temporary: a
-    16-element where costs ~1.4 us rather than ~3.8 us). Large ones: numpy's where, then a
-    copy (a masked copy of a random mask is slower than where's own loop at 1M elements).
+    16-element where costs ~1.4 us rather than ~3.8 us). Large ones: a selection of bits
+    when the operands allow it (``_select_bits``), else numpy's where, then a copy (a
+    masked copy of a random mask is slower than where's own loop at 1M elements).
     The casts are np.where's own: both operands to the result dtype, scalars as numpy
     converts them (``np.asarray``, then an unsafe cast: ``where(c, i8, 1000)`` wraps).
     """
     o = as_view(out)
-    if o.size > _WHERE_MASKED:
-        np.copyto(o, fn(as_view(c), as_view(x), as_view(y)))
-        return
     cond, xv, yv = as_view(c), as_view(x), as_view(y)
+    if o.size > _WHERE_MASKED:
+        if not _select_bits(o, cond, xv, yv):
+            np.copyto(o, fn(cond, xv, yv))
+        return
     if type(cond) is not np.ndarray or cond.dtype != _BOOL:  # np.where reads any condition as nonzero
         cond = _umath.not_equal(cond, 0)
-    np.copyto(o, yv if type(yv) is np.ndarray else np.asarray(yv), casting="unsafe")
+    o[...] = yv if type(yv) is np.ndarray else np.asarray(yv)  # an assignment casts as copyto(casting="unsafe")
     np.copyto(o, xv if type(xv) is np.ndarray else np.asarray(xv), casting="unsafe", where=cond)
+
+
+_UINTS = {n: np.dtype(f"u{n}") for n in (1, 2, 4, 8)}
+_CHUNK = 1 << 16  # elements per step of _select_bits: its temporaries stay in the cache
+
+
+def _select_bits(o: np.ndarray[Any, Any], c: Any, x: Any, y: Any) -> bool:
+    """``o[...] = where(c, x, y)`` as bits, ``y ^ ((x ^ y) & -c)`` on unsigned views of the same size, in
+    steps along the first axis; False (nothing done) unless ``c`` is a bool array and ``x``, ``y`` arrays
+    of ``o``'s dtype (an item of 1, 2, 4 or 8 bytes). The very bits np.where copies (NaN payloads,
+    signed zeros), without its loop's branch on each element (~5x faster on a random condition)."""
+    u = _UINTS.get(o.dtype.itemsize)
+    if u is None or type(c) is not np.ndarray or type(x) is not np.ndarray or type(y) is not np.ndarray \
+            or c.dtype != _BOOL or x.dtype != o.dtype or y.dtype != o.dtype:  # fmt: skip
+        return False
+    shape = o.shape
+    oi = o.view(u)
+    ci = np.broadcast_to(c, shape)
+    xi = np.broadcast_to(x, shape).view(u)
+    yi = np.broadcast_to(y, shape).view(u)
+    rows = max(1, _CHUNK // (o.size // shape[0]))
+    mask = np.empty((min(rows, shape[0]), *shape[1:]), u)
+    for start in range(0, shape[0], rows):
+        part = slice(start, start + rows)
+        oc, yc = oi[part], yi[part]
+        m = mask[: len(oc)]
+        _umath.negative(ci[part], out=m, dtype=u, casting="unsafe")  # True: all ones, False: zero
+        _umath.bitwise_xor(xi[part], yc, out=oc)
+        _umath.bitwise_and(oc, m, out=oc)
+        _umath.bitwise_xor(oc, yc, out=oc)
+    return True
 
 
 _WHERE_MASKED = 4096  # elements: up to this size the where kernel is two copies (dispatch-bound, not memory-bound)
