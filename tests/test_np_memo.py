@@ -213,3 +213,17 @@ def test_repeated_median_is_numpys_bit_for_bit(data: st.DataObject, layout: str)
         assert got.dtype == expected.dtype and got.shape == expected.shape
         assert got.tobytes() == expected.tobytes(), (h, got, expected)
     mtia.synchronize()
+
+
+@pytest.mark.parametrize("n", [2, 3, 16, 257])
+def test_median_with_several_nan_payloads_returns_numpys_nan(n: int) -> None:
+    # short medians sort rather than partition; with NaNs the kernel returns the one numpy's partition puts last
+    rng = np.random.default_rng(n)
+    for dtype, utype, quiet in [(np.float32, np.uint32, 0x7FC00000), (np.float64, np.uint64, 0x7FF8000000000000)]:
+        h = rng.standard_normal(n).astype(dtype)
+        bits = h.view(utype)
+        for i, payload in zip(rng.permutation(n)[:2], (1234, 98765)):
+            bits[i] = quiet | payload
+        a = mtia.asarray(h)
+        for _ in range(2):
+            assert npf.median(a).numpy().tobytes() == np.asarray(np.median(h)).tobytes()

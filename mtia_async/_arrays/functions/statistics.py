@@ -127,18 +127,29 @@ def _median_kernel(fn: Any, a: DeviceArray, n: int, kth: np.ndarray[Any, Any], o
     rounding numpy's division by the count makes; other dtypes take np.mean's own two calls."""
     x = as_view(a)
     part = x.flatten()
-    part.partition(kth)
+    mean_dt = _MEAN_DTYPES[x.dtype.type]
+    floats = x.dtype.kind == "f"
+    if n <= _SORT_MAX and (mean_dt is None or not floats):
+        part.sort()  # the same middle values (a signed zero's sign is lost to the sum's 0.0 below); faster when short
+    else:
+        part.partition(kth)
     z = as_view(out)
     h = n // 2
-    mean_dt = _MEAN_DTYPES[x.dtype.type]
     if mean_dt is None:
         z[()] = part[h] + 0.0 if n % 2 else (part[h - 1] + part[h] + 0.0) * 0.5
     else:
         middle = part[h : h + 1] if n % 2 else part[h - 1 : h + 1]
         np.add.reduce(middle, 0, mean_dt, z)
         np.true_divide(z, np.intp(len(middle)), out=z, casting="unsafe")
-    if x.dtype.kind == "f" and part[-1] != part[-1]:  # numpy's _median_nancheck
-        z[()] = part[-1]
+    if floats:
+        last = part[-1]
+        if last != last:  # numpy's _median_nancheck: the NaN its partition puts last (which, of several)
+            part = x.flatten()
+            part.partition(kth)
+            z[()] = part[-1]
+
+
+_SORT_MAX = 256  # elements up to which the median kernel sorts rather than partitions (one call, no kth)
 
 
 @implements(np.median)
