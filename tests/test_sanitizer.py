@@ -21,6 +21,7 @@ from _support import fill_one, held, race, source_lines
 
 import mtia_async.sync as mtia
 from mtia_async import SanitizerWarning, UnsynchronizedAccessError, sanitizer
+from mtia_async._sanitizer import active
 
 
 pytestmark = pytest.mark.usefixtures("sanitizer_enabled")  # tests/conftest.py
@@ -310,6 +311,68 @@ def test_enable_changes_the_mode_and_keeps_the_history() -> None:
     sanitizer.enable(mode="warn")
     sanitizer.enable(mode="raise")
     race("write-after-write", lambda: s.launch(fill_one, x))  # the write above is still known
+    mtia.synchronize()
+
+
+# --- what lets a launch skip the check (a cell's memos) never hides a later race ------------------
+def test_repeated_reads_skip_the_check_until_another_stream_writes() -> None:
+    s, t = mtia.Stream(), mtia.Stream()
+    x = mtia.zeros(64)
+    mtia.synchronize()
+    with held(s), held(t):
+        with mtia.stream(s):
+            for _ in range(3):
+                x + 1  # s reads x: checked once, then s is known clear of the other streams' writes
+        t.wait_stream(s)
+        t.launch(fill_one, x)  # t writes x, ordered after s's reads
+        with mtia.stream(s):
+            err = race("read-after-write", lambda: x + 1)  # s never waited for that write
+    assert err.previous_stream == f"stream {t.stream_id} (mtia:0)"
+    mtia.synchronize()
+
+
+def test_repeated_writes_skip_the_check_until_another_stream_reads() -> None:
+    s, t = mtia.Stream(), mtia.Stream()
+    x = mtia.zeros(64)
+    mtia.synchronize()
+    with held(s), held(t):
+        for _ in range(3):
+            s.launch(fill_one, x)  # s writes x: checked once, then s is known clear of the others
+        t.wait_stream(s)
+        with mtia.stream(t):
+            x + 1  # t reads x, ordered after s's writes
+        err = race("write-after-read", lambda: s.launch(fill_one, x))  # s never waited for that read
+    assert err.previous_stream == f"stream {t.stream_id} (mtia:0)"
+    mtia.synchronize()
+
+
+def test_another_streams_unordered_read_undoes_what_let_a_stream_skip_the_check() -> None:
+    s, t = mtia.Stream(), mtia.Stream()
+    x = mtia.zeros(64)
+    mtia.synchronize()
+    with held(s), held(t):
+        with mtia.stream(s):
+            for _ in range(3):
+                x + 1  # s reads x: then s is known clear of every other stream's access to it
+        with mtia.stream(t):
+            x + 1  # t reads it too: no race, but unordered with s's reads
+        err = race("write-after-read", lambda: s.launch(fill_one, x))  # s overwrites what t may still read
+    assert err.previous_stream == f"stream {t.stream_id} (mtia:0)"
+    mtia.synchronize()
+
+
+def test_two_streams_reading_one_array_by_turns_keep_its_records_few() -> None:
+    s, t = mtia.Stream(), mtia.Stream()
+    x = mtia.zeros(64)
+    mtia.synchronize()
+    for _ in range(100):
+        for stream in (s, t):
+            with mtia.stream(stream):
+                x + 1  # read-read: no race, and each stream's newest read covers its older ones
+    running = active()
+    assert running is not None
+    cell = running.shadow.cells[x.data_ptr()]
+    assert len(cell.records) <= 3, cell.records  # the zeros' write and one read per stream
     mtia.synchronize()
 
 

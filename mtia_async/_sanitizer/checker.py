@@ -39,10 +39,7 @@ from .shadow import (
     Shadow,
     covers,
     exact_overlap,
-    owner_of,
     prune,
-    recorded_streams,
-    segment_of,
     span_of,
 )
 from .stacks import capture, kernel_label, user_depth
@@ -75,10 +72,12 @@ class Sanitizer(Observer):
     # --- launches -----------------------------------------------------------------------
     def on_launch(self, stream: StreamImpl, kernel: Any, args: tuple[Any, ...], reads: Sequence[Any],
                   writes: Sequence[Any], t_ns: int) -> None:  # fmt: skip
-        # The hot path, written for few bytecodes. A cell whose records are all of this
-        # stream (``owner``) needs no check, and a base array's access covers its whole
-        # cell: that common case skips the ranges. Record fields by index (shadow.py):
-        # 0 start, 1 end, 2 layout, 3 stream serial, 4 epoch, 5 write.
+        # The hot path, written for few bytecodes. A cell this stream is clear of (its
+        # ``clear`` memo for a write, ``rclear`` for a read: every conflicting record of
+        # the other streams is ordered before this stream's clock, shadow.Cell) needs no
+        # check, and a base array's access covers its whole cell: that common case skips
+        # the ranges. Record fields by index (shadow.py): 0 start, 1 end, 2 layout,
+        # 3 stream serial, 4 epoch, 5 write.
         if not writes and not reads:
             return  # touches no device memory: nothing to check or record
         if stream.closed is not None:
@@ -96,14 +95,14 @@ class Sanitizer(Observer):
             cells = shadow.cells
             ser = clock.ser
             todo: list[Any] = []  # flat: array, cell, write, ...
-            simple = True  # every access: a base array, in a cell only this stream touched
+            simple = True  # every access: a base array, in a cell this stream is clear of
             for a in writes:
                 block = a._block
                 if block is not None:
                     cell = cells.get(block.ptr)
                     if cell is None:
                         cell = shadow.cell(block, ser)
-                    elif cell.owner != ser:
+                    elif cell.clear != ser:
                         simple = False
                     if a._strides is not None:
                         simple = False
@@ -111,11 +110,16 @@ class Sanitizer(Observer):
             if reads is not writes:
                 for a in reads:
                     block = a._block
-                    if block is not None and not _among(a, writes):  # a written array is checked as written
+                    if block is None:
+                        continue
+                    for w in writes:
+                        if w is a:
+                            break  # a written array is checked as written
+                    else:
                         cell = cells.get(block.ptr)
                         if cell is None:
                             cell = shadow.cell(block, ser)
-                        elif cell.owner != ser:
+                        elif cell.rclear != ser:
                             simple = False
                         if a._strides is not None:
                             simple = False
@@ -132,13 +136,20 @@ class Sanitizer(Observer):
             i = 0
             for a in todo[::3]:
                 cell = todo[i + 1]
-                if todo[i + 2]:  # a write covering the cell, on its only stream: earlier records are redundant
+                if todo[i + 2]:  # a write covering the cell, ordered after every record: they are redundant
                     cell.records = [(cell.start, cell.end, None, ser, epoch, True, cell.gen, label, stack,
                                      a._shape, a._dtype)]  # fmt: skip
-                else:  # a read: it covers this stream's reads, not its writes
-                    cell.records = [r for r in cell.records if r[5]]
-                    cell.records.append((cell.start, cell.end, None, ser, epoch, False, cell.gen, label, stack,
-                                         a._shape, a._dtype))  # fmt: skip
+                    cell.rclear = ser
+                else:  # a read: it covers this stream's reads, not its writes (nor other streams' reads)
+                    rec = (cell.start, cell.end, None, ser, epoch, False, cell.gen, label, stack, a._shape, a._dtype)
+                    records = cell.records
+                    if records and records[-1][3] == ser and not records[-1][5]:
+                        records[-1] = rec  # the same stream's last read, again: the commonest
+                    else:  # at most one read of this stream stays (records stay bounded)
+                        records = cell.records = [r for r in records if r[5] or r[3] != ser]
+                        records.append(rec)
+                    if cell.clear != ser:
+                        cell.clear = 0  # the holder is not known to be ordered after this read
                 i += 3
 
     def _general(self, t_ns: int, clock: Any, todo: list[Any], label: Any, stack: Any) -> None:
@@ -204,7 +215,8 @@ class Sanitizer(Observer):
             return
         with self.lock:
             clocks = self.clocks
-            if array._dev.runtime is clocks.runtime:
+            runtime = clocks._runtime  # clocks.runtime, inlined
+            if runtime is not None and array._dev.runtime is runtime():
                 self.shadow.allocated(block, clocks.protected, clocks.host)
             elif self.shadow.frees:
                 self.shadow.drain_frees(clocks.protected, clocks.host)
@@ -213,14 +225,8 @@ class Sanitizer(Observer):
         block = array._block
         shadow = self.shadow
         if block.ptr in shadow.cells:  # never touched while on: nothing to remember (no lock: see above)
-            shadow.frees.append((block.ptr, segment_of(block), recorded_streams(block)))
-
-
-def _among(a: Any, arrays: Sequence[Any]) -> bool:
-    for b in arrays:
-        if b is a:
-            return True
-    return False
+            chunk = block._chunk  # shadow.segment_of and recorded_streams, inlined
+            shadow.frees.append((block.ptr, chunk.seg, chunk.uses))
 
 
 def _conflict(records: list[Record], start: int, end: int, layout: Any, write: bool, ser: int,
@@ -251,6 +257,20 @@ def _record(cell: Cell, rec: Record, ser: int, vc: dict[int, int], host: dict[in
                 continue
         keep.append(r)
     keep.append(rec)
-    cell.records = keep if len(keep) <= MAX_RECORDS else prune(keep, host)
-    cell.owner = owner_of(cell.records)
+    records = cell.records = keep if len(keep) <= MAX_RECORDS else prune(keep, host)
+    # The memos (shadow.Cell): this stream holds them if the records of the others are
+    # ordered before it; another holder loses them to this record (``rclear`` only to a write).
+    clear = rclear = True
+    for r in records:
+        rs = r[SER]
+        if rs != ser and r[EPOCH] > vc.get(rs, 0) and r[EPOCH] > host.get(rs, 0):
+            clear = False
+            if r[WRITE]:
+                rclear = False
+                break
+    cell.clear = ser if clear else 0
+    if rclear:
+        cell.rclear = ser
+    elif write or cell.rclear == ser:
+        cell.rclear = 0
 

@@ -101,14 +101,19 @@ def recorded_streams(block: Any) -> dict[int, Any] | None:
 class Cell:
     """The shadow of one allocation (a base array's block)."""
 
-    __slots__ = ("start", "end", "seg", "records", "owner", "gen")
+    __slots__ = ("start", "end", "seg", "records", "clear", "rclear", "gen")
 
     def __init__(self, start: int, end: int, seg: object, gen: int, records: list[Record]) -> None:
         self.start = start
         self.end = end
         self.seg = seg  # the allocator segment: dead cells are filed under it; released means forgotten
         self.records = records
-        self.owner = owner_of(records)  # the one stream all records are of (0: several); see checker
+        # What lets a launch skip the check (checker.py): ``clear`` is the serial of a stream
+        # every record of the other streams is ordered before, ``rclear`` one every *write*
+        # of the other streams is ordered before (0: none known). Clocks only grow and
+        # records only go, so a memo stays true until another stream adds a record (any
+        # record undoes ``clear``, a write also ``rclear``): checker.py keeps them so.
+        self.clear = self.rclear = owner_of(records)
         self.gen = gen  # records of another generation belong to freed arrays
 
 
@@ -203,7 +208,7 @@ class Shadow:
         """A new cell for a live block (on its first access, by stream ``ser``)."""
         ptr = block.ptr
         cell = self.cells[ptr] = Cell(ptr, ptr + block.requested_size, segment_of(block), next(self._gens), [])
-        cell.owner = ser
+        cell.clear = cell.rclear = ser
         return cell
 
     # --- frees and reuse ------------------------------------------------------------
@@ -242,11 +247,17 @@ class Shadow:
         """
         frees = self.frees
         p = block.ptr
-        if len(frees) == 1 and frees[0][0] == p:
-            cell = self.cells.get(p)
-            seg = frees[0][1]
-            if cell is not None and cell.end == p + block.requested_size and cell.seg is seg is segment_of(block):
-                recorded = frees.popleft()[2]
+        if len(frees) == 1:
+            freed, seg, recorded = frees[0]
+            cell = self.cells.get(p) if freed == p else None
+            if cell is not None and cell.seg is seg is block._chunk.seg and cell.end == p + block.requested_size:
+                frees.popleft()
+                records = cell.records
+                if recorded is None and len(records) == 1:  # a temporary's one write, the commonest: inlined
+                    r = records[0]
+                    if r[EPOCH] > host.get(r[SER], 0):
+                        cell.gen = next(self._gens)
+                        return
                 if _outlive(cell, recorded, protected_of, host):
                     cell.gen = next(self._gens)
                 else:
@@ -262,7 +273,7 @@ class Shadow:
         kept: list[Cell] = []
         for c in dead:
             c.records = [r for r in c.records if r[EPOCH] > host.get(r[SER], 0)]
-            c.owner = owner_of(c.records)
+            _owned(c)
             if c.records:
                 kept.append(c)
         dead[:] = kept[-MAX_DEAD_PER_SEGMENT:]  # the oldest go (a documented limit)
@@ -313,8 +324,15 @@ def _outlive(cell: Cell, recorded: dict[int, Any] | None, protected_of: Any, hos
     keep = [r for r in records if r[SER] not in protected and r[EPOCH] > host.get(r[SER], 0)]
     if len(keep) != len(records):
         cell.records = keep
-        cell.owner = owner_of(keep)
+        _owned(cell)
     return bool(keep)
+
+
+def _owned(cell: Cell) -> None:
+    """Records went: if those left are of one stream, that stream is clear of the others (none left)."""
+    owner = owner_of(cell.records)
+    if owner:
+        cell.clear = cell.rclear = owner
 
 
 def prune(records: list[Record], host: dict[int, int]) -> list[Record]:
