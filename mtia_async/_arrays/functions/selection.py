@@ -315,7 +315,8 @@ def take(a: Any, indices: Any, axis: Any = None, out: Any = None, mode: Any = "r
             hit, key = None, None
         if hit is not None:
             shape, n = hit
-            idx = np.array(indices, dtype=_INTP)  # a private copy, converted as numpy converts it
+            # a private copy, converted as numpy converts it
+            idx = indices.copy() if indices.dtype == _INTP else np.array(indices, dtype=_INTP)
             if not idx.size or n and (mode == "wrap" or mode == "clip" or not _out_of_bounds(idx, n)):
                 dev = a._dev
                 s = stream_of(dev)
@@ -363,8 +364,8 @@ def _take(a: Any, indices: Any, axis: Any, out: Any, mode: Any) -> Any:
 def _out_of_bounds(idx: np.ndarray[Any, Any], n: int) -> bool:
     """Whether a host index is outside ``[-n, n)`` (a short one read as Python ints: no numpy call)."""
     if idx.size <= 32:
-        values = idx.ravel().tolist()
-        return bool(min(values) < -n or max(values) >= n)
+        values: list[int] = (idx if idx.ndim == 1 else idx.ravel()).tolist()
+        return min(values) < -n or max(values) >= n
     return bool(idx.min() < -n or idx.max() >= n)
 
 
