@@ -136,10 +136,9 @@ class Sanitizer(Observer):
             i = 0
             for a in todo[::3]:
                 cell = todo[i + 1]
-                if todo[i + 2]:  # a write covering the cell, ordered after every record: they are redundant
+                if todo[i + 2]:  # a write covering the cell, ordered after every record (memos stay: ser's)
                     cell.records = [(cell.start, cell.end, None, ser, epoch, True, cell.gen, label, stack,
                                      a._shape, a._dtype)]  # fmt: skip
-                    cell.rclear = ser
                 else:  # a read: it covers this stream's reads, not its writes (nor other streams' reads)
                     rec = (cell.start, cell.end, None, ser, epoch, False, cell.gen, label, stack, a._shape, a._dtype)
                     records = cell.records

@@ -112,7 +112,8 @@ class Cell:
         # every record of the other streams is ordered before, ``rclear`` one every *write*
         # of the other streams is ordered before (0: none known). Clocks only grow and
         # records only go, so a memo stays true until another stream adds a record (any
-        # record undoes ``clear``, a write also ``rclear``): checker.py keeps them so.
+        # record undoes ``clear``, a write also ``rclear``): checker.py keeps them so, and
+        # whenever ``clear`` names a stream, ``rclear`` names the same one.
         self.clear = self.rclear = owner_of(records)
         self.gen = gen  # records of another generation belong to freed arrays
 

@@ -52,6 +52,7 @@ _pinned: list[types.CodeType] = []  # the code objects those ids belong to
 _depths: dict[int, list[int]] = {}  # capture key -> depths of the user's innermost frame seen for it
 _sites: set[tuple[int, int, int, int]] = set()  # (key, depth, id(code), lasti) checked by a full walk
 _tails: dict[int, tuple[Any, int, int, tuple[Any, ...]]] = {}  # id(frame) -> its code, lasti, parent id, frames
+_last: dict[int, tuple[int, Any, int, int, Any, int, int, Stack]] = {}  # capture key -> its last site: depth, code, lasti, the frame above, stack
 _MAX_SITES = 65_536
 _getframe = sys._getframe
 _FunctionType = types.FunctionType
@@ -92,6 +93,21 @@ def capture(key: int) -> Stack:
     Args:
         key: identifies the path into the library (the id of what the launch enqueues).
     """
+    last = _last.get(key)
+    if last is not None:  # the same site as this key's last launch (a loop): one look, no new tuple
+        d, code, lasti, pid, pcode, plasti, above, stack = last
+        try:
+            g = _getframe(d)
+        except ValueError:
+            pass
+        else:
+            if g.f_code is code and g.f_lasti == lasti:
+                p = g.f_back
+                if p is None:
+                    if pcode is None:
+                        return stack  # the outermost frame (a script's module), as remembered
+                elif id(p) == pid and p.f_code is pcode and p.f_lasti == plasti and id(p.f_back) == above:
+                    return stack
     depths = _depths.get(key)
     if depths is not None:
         for d in depths:
@@ -102,7 +118,7 @@ def capture(key: int) -> Stack:
             code = g.f_code
             lasti = g.f_lasti
             if (key, d, id(code), lasti) in _sites:
-                return _stack(g, code, lasti)
+                return _remember(key, d, g, code, lasti)
     f: types.FrameType | None = _getframe(2)
     d = 2
     library = _library
@@ -125,7 +141,26 @@ def capture(key: int) -> Stack:
         if d not in known:
             known.append(d)
             known.sort()
+        return _remember(key, d, f, code, lasti)
     return _stack(f, code, lasti)
+
+
+def _remember(key: int, d: int, g: types.FrameType, code: types.CodeType, lasti: int) -> Stack:
+    """The stack of a site checked by a full walk, remembered as ``key``'s last (``capture``'s first look).
+
+    The same checks as ``_sites`` and ``_tails`` (the site at that depth, the frame above
+    by id, code, instruction and its own parent), in one entry per key; the code objects
+    are pinned (classified by ``_is_library``/``_is_foreign``), the frames only named by id.
+    """
+    stack = _stack(g, code, lasti)
+    p = g.f_back
+    if len(_last) >= _MAX_SITES:
+        _last.clear()
+    if p is None:
+        _last[key] = (d, code, lasti, 0, None, -1, 0, stack)
+    else:
+        _last[key] = (d, code, lasti, id(p), p.f_code, p.f_lasti, id(p.f_back), stack)
+    return stack
 
 
 def _stack(g: types.FrameType, code: types.CodeType, lasti: int) -> Stack:
@@ -209,7 +244,7 @@ def kernel_label(kernel: Any, args: tuple[Any, ...]) -> Any:
         if args:
             first = args[0]
             if getattr(kernel, "binds_kernel", False):
-                return kernel_label(first, ())
+                return first if type(first) is _ufunc else kernel_label(first, ())
             if type(first) is _ufunc or (type(first) is _BuiltinMethod and type(first.__self__) is _ufunc):
                 return (kernel.__code__, first)  # np.add, np.add.reduce
         return kernel.__code__
